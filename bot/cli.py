@@ -1,0 +1,72 @@
+"""`queueops <command>`: every /queue command from a terminal, as text or --json.
+
+Exit 0 on success, 1 when the operation failed, 2 for a usage or configuration error;
+errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Sequence
+
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError
+from bot.queues.service import QueueService
+from bot.redis_client import make_redis
+from bot.render_text import render_text
+from commands.context import CommandContext
+from commands.reply import ErrorReply, Reply
+from commands.runner import execute
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+async def run_words(words: Sequence[str], settings: Settings) -> Reply:
+    """Run one command against the configured Redis and close the connection after."""
+    redis = make_redis(settings, client_name="queueops-cli")
+    try:
+        service = QueueService(
+            redis, prefix=settings.prefix, dlq_suffix=settings.dlq_suffix, queues=settings.queues
+        )
+        ctx = CommandContext(queues=service, settings=settings, actor=_actor())
+        return await execute(words, ctx)
+    finally:
+        await redis.aclose()
+
+
+def emit(reply: Reply, *, as_json: bool) -> int:
+    """Print a reply the CLI way and return its exit code."""
+    if as_json:
+        print(json.dumps(reply.data(), ensure_ascii=False))
+    if isinstance(reply, ErrorReply):
+        print(f"queueops: {reply.message}", file=sys.stderr)
+        return reply.exit_code
+    if not as_json:
+        print(render_text(reply.view()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in args
+    words = [a for a in args if a != "--json"]
+    if not words or words[0] in ("-h", "--help"):
+        words = ["help"]
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        return emit(ErrorReply(message=f"configuration: {err}", exit_code=2), as_json=as_json)
+    reply = asyncio.run(run_words(words, settings))
+    return emit(reply, as_json=as_json)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Configuration from the environment, validated once at start.
+
+Every variable of DESIGN.md is here with its default. A bad value stops start-up with one
+line that names the variable (`load_settings` turns pydantic's report into a ConfigError).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.durations import format_duration_ms, parse_duration_ms
+from bot.errors import ConfigError
+from bot.roles import RoleGrants
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-{}]*$")
+
+
+def validate_queue_name(name: str) -> str:
+    """BullMQ forbids ':' in queue names; we also refuse blanks and shell-ish characters."""
+    if not _QUEUE_NAME.match(name) or len(name) > 200:
+        raise ValueError(f"'{name}' is not a queue name (letters, digits, . _ - only)")
+    return name
+
+
+def _comma_list(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value]
+    else:
+        items = [part.strip() for part in str(value).split(",")]
+    cleaned = tuple(item for item in items if item)
+    return cleaned or None
+
+
+class Settings(BaseSettings):
+    """The process configuration; field aliases are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    redis_url: str = Field("redis://localhost:6379/0", validation_alias="REDIS_URL")
+    queues: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None, validation_alias="QUEUEOPS_QUEUES"
+    )
+    prefix: str = Field("bull", validation_alias="QUEUEOPS_PREFIX")
+    dlq_suffix: str = Field("-dlq", validation_alias="QUEUEOPS_DLQ_SUFFIX")
+    drain_url: str | None = Field(None, validation_alias="DRAIN_URL")
+    drain_queues_token: SecretStr | None = Field(None, validation_alias="DRAIN_QUEUES_TOKEN")
+    cron_secret: SecretStr | None = Field(None, validation_alias="CRON_SECRET")
+    cron_token: SecretStr | None = Field(None, validation_alias="CRON_TOKEN")
+    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
+    alert_webhook_token: SecretStr | None = Field(None, validation_alias="ALERT_WEBHOOK_TOKEN")
+    roles: Annotated[RoleGrants, NoDecode] = Field(
+        default_factory=RoleGrants, validation_alias="QUEUEOPS_ROLES"
+    )
+    incident_invite: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None, validation_alias="INCIDENT_INVITE"
+    )
+    worker_mode_backend: Literal["apprunner", "dotenv", "none"] = Field(
+        "none", validation_alias="WORKER_MODE_BACKEND"
+    )
+    drain_every_ms: Annotated[int, NoDecode] = Field(
+        300_000, validation_alias=AliasChoices("DRAIN_EVERY", "drain_every_ms")
+    )
+    worker_mode_dotenv: Path | None = Field(None, validation_alias="WORKER_MODE_DOTENV")
+    port: int = Field(3000, ge=1, le=65535, validation_alias="PORT")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"'{value}' must start with redis://, rediss:// or unix://")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError(f"'{value}' names no host")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError(f"'{value}' has a bad port") from None
+        db = parts.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"'{value}' has a bad database number '{db}'")
+        return value
+
+    @field_validator("queues", "incident_invite", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> tuple[str, ...] | None:
+        return _comma_list(value)
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            for name in value:
+                validate_queue_name(name)
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value or ":" in value or " " in value:
+            raise ValueError(f"'{value}' is not a key prefix (non-empty, no ':' or spaces)")
+        return value
+
+    @field_validator("dlq_suffix")
+    @classmethod
+    def _suffix(cls, value: str) -> str:
+        if not value or ":" in value:
+            raise ValueError(f"'{value}' is not a queue-name suffix (non-empty, no ':')")
+        return value
+
+    @field_validator("drain_url", "slack_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"'{value}' is not an http(s) URL")
+        return value
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _roles(cls, value: object) -> RoleGrants:
+        if isinstance(value, RoleGrants):
+            return value
+        return RoleGrants.parse(None if value is None else str(value))
+
+    @field_validator("drain_every_ms", mode="before")
+    @classmethod
+    def _drain_every(cls, value: object) -> int:
+        if isinstance(value, int):
+            ms = value
+        else:
+            ms = parse_duration_ms(str(value))
+        if ms < 1000:
+            raise ValueError(f"'{value}' is shorter than 1s")
+        return ms
+
+    @property
+    def drain_token(self) -> SecretStr | None:
+        """Seed 000 section 4: DRAIN_QUEUES_TOKEN, else CRON_SECRET, else CRON_TOKEN."""
+        return self.drain_queues_token or self.cron_secret or self.cron_token
+
+    @property
+    def drain_every(self) -> str:
+        return format_duration_ms(self.drain_every_ms)
+
+    def dlq_name(self, queue: str) -> str:
+        return f"{queue}{self.dlq_suffix}"
+
+    def redis_location(self) -> str:
+        """host:port (or the socket path) for error messages; never the password."""
+        parts = urlsplit(self.redis_url)
+        if parts.scheme == "unix":
+            return parts.path
+        return f"{parts.hostname}:{parts.port or 6379}"
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    field = str(loc[0]) if loc else "?"
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return field
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; raise ConfigError("VARIABLE: what is wrong") on the first problem."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        first = err.errors()[0]
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        bad = first.get("input")
+        if isinstance(bad, str) and f"'{bad}'" not in message and len(bad) < 80:
+            message = f"{message} (got '{bad}')"
+        raise ConfigError(f"{_env_name(tuple(first.get('loc', ())))}: {message}") from None

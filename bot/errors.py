@@ -1,0 +1,40 @@
+"""The few kinds of failure queueops reports, each mapped to one exit code.
+
+Every error that reaches a user is one clear line naming the culprit (the variable, the
+queue, the job id, host:port). Transports catch `QueueOpsError` and print `str(err)`;
+anything else is a bug and is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+
+class QueueOpsError(Exception):
+    """Base of every error meant for the user; `exit_code` follows DESIGN.md."""
+
+    exit_code = 1
+
+
+class UsageError(QueueOpsError):
+    """The words of a command are wrong (unknown option, bad value): exit 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """An environment variable has a bad value: exit 2, before anything runs."""
+
+
+class OperationFailed(QueueOpsError):
+    """The command was understood but could not be done (job not found, refused): exit 1."""
+
+
+class NotFound(OperationFailed):
+    """A queue or job the user named does not exist."""
+
+
+class Refused(OperationFailed):
+    """The operation would be unsafe (an active job, an id collision) and was not done."""
+
+
+class RedisUnavailable(OperationFailed):
+    """Redis did not answer; the message names host:port."""

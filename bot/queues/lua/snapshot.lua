@@ -1,0 +1,92 @@
+--[[
+  snapshot: everything `/queue snapshot` shows, for every queue, in ONE round trip.
+
+  Why a script of our own: PyPI bullmq's getJobCounts is one round trip per queue and has
+  no sampling; a snapshot of 5 queues would cost 5 calls plus one per sampled job. Here the
+  cost is constant in the backlog: counts are LLEN/ZCARD, samples are bounded ranges.
+  The counts follow npm bullmq 5's getCounts-1.lua exactly (a legacy "0:" marker at the tail
+  of wait/paused is not a job), but read-only: it does not pop the marker.
+
+  KEYS[2i-1]  '<prefix>:<queue>:'      (key bases, as BullMQ passes its 'prefix' key)
+  KEYS[2i]    '<prefix>:<queue>-dlq:'
+  ARGV[1]     waiting sample size (oldest, i.e. next to run)
+  ARGV[2]     failed sample size (newest)
+
+  Returns, per queue: { counts[8], paused, oldestRunnableSince, waitingNames[], failedReasons[],
+  dlqDepth } with counts in the order waiting, active, delayed, prioritized, waiting-children,
+  paused, failed, completed; oldestRunnableSince is -1 when nothing waits.
+]]
+local rcall = redis.call
+local waitSample = tonumber(ARGV[1])
+local failedSample = tonumber(ARGV[2])
+
+local function listCount(key)
+  local n = rcall("LLEN", key)
+  if n > 0 then
+    local tail = rcall("LINDEX", key, -1)
+    if tail and string.sub(tail, 1, 2) == "0:" then
+      return n - 1
+    end
+  end
+  return n
+end
+
+local function sampleRunnable(base, ids, names, oldest)
+  for _, id in ipairs(ids) do
+    if string.sub(id, 1, 2) ~= "0:" then
+      local fields = rcall("HMGET", base .. id, "name", "timestamp", "delay")
+      if fields[1] then
+        names[#names + 1] = fields[1]
+        -- A job that was delayed became runnable at timestamp + delay, not at timestamp.
+        local since = (tonumber(fields[2]) or 0) + (tonumber(fields[3]) or 0)
+        if oldest == -1 or since < oldest then
+          oldest = since
+        end
+      end
+    end
+  end
+  return oldest
+end
+
+local result = {}
+for i = 1, #KEYS, 2 do
+  local base = KEYS[i]
+  local dlqBase = KEYS[i + 1]
+  local counts = {
+    listCount(base .. "wait"),
+    rcall("LLEN", base .. "active"),
+    rcall("ZCARD", base .. "delayed"),
+    rcall("ZCARD", base .. "prioritized"),
+    rcall("ZCARD", base .. "waiting-children"),
+    listCount(base .. "paused"),
+    rcall("ZCARD", base .. "failed"),
+    rcall("ZCARD", base .. "completed"),
+  }
+  local paused = 0
+  if rcall("HEXISTS", base .. "meta", "paused") == 1 then
+    paused = 1
+  end
+
+  local names = {}
+  local oldest = -1
+  if waitSample > 0 then
+    -- wait: new jobs are LPUSHed, so the tail holds the oldest (the next to run).
+    oldest = sampleRunnable(base, rcall("LRANGE", base .. "wait", -waitSample, -1), names, oldest)
+    oldest = sampleRunnable(base, rcall("LRANGE", base .. "paused", -waitSample, -1), names, oldest)
+    oldest = sampleRunnable(base, rcall("ZRANGE", base .. "prioritized", 0, waitSample - 1),
+      names, oldest)
+  end
+
+  local reasons = {}
+  if failedSample > 0 then
+    for _, id in ipairs(rcall("ZREVRANGE", base .. "failed", 0, failedSample - 1)) do
+      local reason = rcall("HGET", base .. id, "failedReason")
+      if reason then
+        reasons[#reasons + 1] = string.sub(reason, 1, 300)
+      end
+    end
+  end
+
+  result[#result + 1] = { counts, paused, oldest, names, reasons, rcall("ZCARD", dlqBase .. "failed") }
+end
+return result

@@ -1,0 +1,120 @@
+"""What the adapter returns: plain pydantic records, camelCase in JSON like npm bullmq."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class Record(BaseModel):
+    """Base: camelCase aliases for JSON, snake_case in Python."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class Tally(Record):
+    """One row of a top-N: a job name or a failure reason and how often it was seen."""
+
+    key: str
+    count: int
+
+
+class QueueSnapshot(Record):
+    """One queue at a glance; `counts` has exactly npm bullmq getJobCounts()'s eight keys."""
+
+    name: str
+    counts: dict[str, int]
+    is_paused: bool
+    oldest_waiting_age_ms: int | None
+    top_waiting_names: list[Tally]
+    top_failure_reasons: list[Tally]
+    dlq_depth: int
+    waiting_sample: int = Field(description="how many of the next-to-run jobs were sampled")
+    failed_sample: int = Field(description="how many of the newest failed jobs were sampled")
+
+
+class QueueWork(Record):
+    """What the probe saw in one queue."""
+
+    name: str
+    is_paused: bool
+    ready: int
+    due_delayed: int
+    stalled: int
+
+    @property
+    def runnable(self) -> bool:
+        """A drain would process something here now."""
+        return not self.is_paused and (self.ready + self.due_delayed + self.stalled) > 0
+
+
+class ProbeResult(Record):
+    queues: list[QueueWork]
+
+    @property
+    def runnable(self) -> list[str]:
+        return [q.name for q in self.queues if q.runnable]
+
+
+class JobMove(Record):
+    """What happened to one job in a quarantine."""
+
+    job_id: str
+    moved: bool
+    outcome: str = Field(description="the script's word: moved:<state>, missing, active, ...")
+    from_state: str | None = None
+    problem: str | None = None
+
+
+class BulkQuarantineResult(Record):
+    queue: str
+    dlq: str
+    pattern: str
+    scanned: int
+    matched: int
+    moved: list[JobMove]
+    skipped: list[JobMove]
+    batches: int
+
+
+class DlqEntry(Record):
+    """A quarantined job: what it was, and who put it in the DLQ, when and why."""
+
+    job_id: str
+    name: str
+    data: object
+    opts: dict[str, object]
+    attempts_made: int
+    failed_reason: str | None
+    original_failed_reason: str | None
+    stacktrace: list[str]
+    timestamp: int | None
+    processed_on: int | None
+    quarantined_at: int | None
+    quarantined_by: str | None
+    quarantine_reason: str | None
+    from_state: str | None
+    from_queue: str | None
+
+
+class DlqListing(Record):
+    queue: str
+    dlq: str
+    depth: int
+    entries: list[DlqEntry]
+
+
+class ReplayedJob(Record):
+    job_id: str
+    name: str
+    replayed: bool
+    problem: str | None = None
+
+
+class ReplayResult(Record):
+    queue: str
+    dlq: str
+    requested: int
+    replayed: list[ReplayedJob]
+    left: list[ReplayedJob]
+    dropped_options: list[str]

@@ -1,0 +1,60 @@
+"""`snapshot`: counts, age of the oldest waiting job, top names and failure reasons, DLQ depth."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from bot.queues.keys import COUNT_STATES
+from bot.queues.models import QueueSnapshot, Tally
+from bot.queues.store import QueueStore
+
+WAITING_SAMPLE = 50
+FAILED_SAMPLE = 50
+TOP = 5
+
+
+def _tally(values: Sequence[str], top: int = TOP) -> list[Tally]:
+    return [Tally(key=key, count=n) for key, n in Counter(values).most_common(top)]
+
+
+def _reason_headline(reason: str) -> str:
+    """Group failures by their first line: stack traces and ids below it would split groups."""
+    return reason.strip().splitlines()[0][:200] if reason.strip() else "(no reason)"
+
+
+async def snapshot(
+    store: QueueStore,
+    queues: Sequence[str],
+    *,
+    now_ms: int | None = None,
+    waiting_sample: int = WAITING_SAMPLE,
+    failed_sample: int = FAILED_SAMPLE,
+) -> list[QueueSnapshot]:
+    """One Redis command for all queues, whatever their backlog (see lua/snapshot.lua)."""
+    if not queues:
+        return []
+    keys: list[str] = []
+    for name in queues:
+        keys += [store.keys(name).base, store.dlq_keys(name).base]
+    raw: list[Any] = await store.scripts.snapshot(keys=keys, args=[waiting_sample, failed_sample])
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    result = []
+    for name, (counts, paused, oldest, names, reasons, dlq_depth) in zip(queues, raw, strict=True):
+        oldest_since = int(oldest)
+        result.append(
+            QueueSnapshot(
+                name=name,
+                counts={state: int(n) for state, n in zip(COUNT_STATES, counts, strict=True)},
+                is_paused=bool(int(paused)),
+                oldest_waiting_age_ms=max(now - oldest_since, 0) if oldest_since >= 0 else None,
+                top_waiting_names=_tally(names),
+                top_failure_reasons=_tally([_reason_headline(r) for r in reasons]),
+                dlq_depth=int(dlq_depth),
+                waiting_sample=waiting_sample,
+                failed_sample=failed_sample,
+            )
+        )
+    return result

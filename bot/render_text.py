@@ -1,0 +1,54 @@
+"""Draw a reply's view as plain text for the terminal and the shell."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from commands.view import Block, Code, Fields, Heading, Mark, Note, Table, Text
+
+_NOTE_TAG = {
+    Mark.OK: "ok",
+    Mark.INFO: "--",
+    Mark.WARN: "!!",
+    Mark.ERROR: "error:",
+    Mark.PAUSED: "||",
+    Mark.HEALTHY: "ok",
+    Mark.BACKLOG: "!!",
+    Mark.FAILING: "!!",
+}
+MAX_CELL = 60
+
+
+def _cell(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MAX_CELL else flat[: MAX_CELL - 1] + "…"
+
+
+def _table(block: Table) -> list[str]:
+    rows = [[_cell(c) for c in row.cells] for row in block.rows]
+    header = [c.upper() for c in block.columns]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip()
+
+    return [line(header), *(line(r) for r in rows)]
+
+
+def render_text(blocks: Sequence[Block]) -> str:
+    out: list[str] = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            out += ["", f"{block.text}"]
+        elif isinstance(block, Text):
+            out.append(block.text)
+        elif isinstance(block, Note):
+            out.append(f"{_NOTE_TAG.get(block.mark, '--')} {block.text}")
+        elif isinstance(block, Fields):
+            width = max((len(k) for k, _ in block.items), default=0)
+            out += [f"  {k.ljust(width)}  {v}" for k, v in block.items]
+        elif isinstance(block, Table):
+            out += _table(block)
+        elif isinstance(block, Code):
+            out += ["  " + line for line in block.text.splitlines()]
+    return "\n".join(out)

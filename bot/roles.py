@@ -1,0 +1,74 @@
+"""Roles and the grants parsed from QUEUEOPS_ROLES.
+
+`admin=U1,U2;operator=S0GROUP;viewer=*` grants Slack user ids (U…/W…) and user-group ids
+(S…) a role; `*` grants it to everyone. Roles are ordered: an admin may do what an operator
+may, an operator what a viewer may.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum
+
+from pydantic import BaseModel, ConfigDict
+
+_PRINCIPAL = re.compile(r"^(\*|[UWS][A-Z0-9]{2,})$")
+
+
+class Role(IntEnum):
+    """What a command demands; higher includes lower."""
+
+    ANYONE = 0
+    VIEWER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class RoleGrants(BaseModel):
+    """Who is granted which role; user groups are resolved by the Slack transport."""
+
+    model_config = ConfigDict(frozen=True)
+
+    grants: dict[Role, frozenset[str]] = {}
+
+    @classmethod
+    def parse(cls, text: str | None) -> RoleGrants:
+        """Parse the QUEUEOPS_ROLES syntax; raise ValueError naming the bad part."""
+        grants: dict[Role, frozenset[str]] = {}
+        if not text or not text.strip():
+            return cls(grants={})
+        for clause in filter(None, (c.strip() for c in text.split(";"))):
+            role_name, sep, members = clause.partition("=")
+            if not sep:
+                raise ValueError(f"'{clause}' is not role=ids (e.g. admin=U123,U456)")
+            try:
+                role = Role[role_name.strip().upper()]
+            except KeyError:
+                raise ValueError(
+                    f"unknown role '{role_name.strip()}' (use admin, operator or viewer)"
+                ) from None
+            if role is Role.ANYONE:
+                raise ValueError("role 'anyone' cannot be granted; it is everyone already")
+            ids = [m.strip() for m in members.split(",") if m.strip()]
+            for principal in ids:
+                if not _PRINCIPAL.match(principal):
+                    raise ValueError(
+                        f"'{principal}' is not a Slack user id (U…), user-group id (S…) or *"
+                    )
+            grants[role] = grants.get(role, frozenset()) | frozenset(ids)
+        return cls(grants=grants)
+
+    def role_of(self, principals: set[str]) -> Role:
+        """The highest role granted to a user known by these ids (user id and group ids)."""
+        best = Role.ANYONE
+        for role, members in self.grants.items():
+            if role > best and ("*" in members or principals & members):
+                best = role
+        if Role.VIEWER not in self.grants and best < Role.VIEWER:
+            # Viewer commands are open to everyone unless viewers are restricted explicitly.
+            best = Role.VIEWER
+        return best

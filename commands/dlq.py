@@ -1,0 +1,157 @@
+"""`dlq list QUEUE`, `dlq show QUEUE JOB_ID`, `dlq replay QUEUE [--count 10]`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from pydantic import Field
+
+from bot.queues.models import DlqEntry, DlqListing, ReplayResult
+from bot.roles import Role
+from commands.context import CommandContext
+from commands.parsing import JobId, QueueName, Request, WordParser, parse_words
+from commands.registry import Command, register
+from commands.reply import Reply
+from commands.view import Block, Code, Fields, Mark, Note, Row, Table
+
+LIST_USAGE = "dlq list QUEUE [--limit 20]"
+SHOW_USAGE = "dlq show QUEUE JOB_ID"
+REPLAY_USAGE = "dlq replay QUEUE [--count 10]"
+
+
+def when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class DlqListRequest(Request):
+    queue: QueueName
+    limit: int = Field(20, ge=1, le=500)
+
+
+class DlqShowRequest(Request):
+    queue: QueueName
+    job_id: JobId
+
+
+class DlqReplayRequest(Request):
+    queue: QueueName
+    count: int = Field(10, ge=1, le=10_000)
+
+
+class DlqListReply(Reply):
+    listing: DlqListing
+
+    def view(self) -> list[Block]:
+        li = self.listing
+        if not li.entries:
+            return [Note(mark=Mark.INFO, text=f"'{li.dlq}' is empty")]
+        return [
+            Note(mark=Mark.INFO, text=f"'{li.dlq}' holds {li.depth} job(s); newest first"),
+            Table(
+                columns=["job", "name", "from", "by", "when", "why"],
+                rows=[
+                    Row(cells=[e.job_id, e.name, e.from_state or "-", e.quarantined_by or "-",
+                               when(e.quarantined_at), e.quarantine_reason or "-"])
+                    for e in li.entries
+                ],
+            ),
+        ]
+
+
+class DlqShowReply(Reply):
+    entry: DlqEntry
+
+    def view(self) -> list[Block]:
+        e = self.entry
+        blocks: list[Block] = [
+            Fields(
+                items=[
+                    ("job", e.job_id),
+                    ("name", e.name),
+                    ("quarantined", f"{when(e.quarantined_at)} by {e.quarantined_by or '-'}"),
+                    ("why", e.quarantine_reason or "-"),
+                    ("was", f"{e.from_state or '-'} in '{e.from_queue or '-'}'"),
+                    ("attempts made", str(e.attempts_made)),
+                    ("original failure", e.original_failed_reason or "-"),
+                    ("enqueued", when(e.timestamp)),
+                ]
+            ),
+            Code(text=json.dumps(e.data, indent=2, ensure_ascii=False)[:2500]),
+        ]
+        if e.stacktrace:
+            blocks.append(Code(text=e.stacktrace[-1][:1500]))
+        return blocks
+
+
+class DlqReplayReply(Reply):
+    result: ReplayResult
+
+    def view(self) -> list[Block]:
+        r = self.result
+        blocks: list[Block] = [
+            Note(
+                mark=Mark.OK if r.replayed else Mark.INFO,
+                text=f"{len(r.replayed)} job(s) replayed from '{r.dlq}' into '{r.queue}'"
+                + ("" if r.replayed or r.left else f" ('{r.dlq}' is empty)"),
+            )
+        ]
+        if r.replayed:
+            blocks.append(Fields(items=[("replayed", ", ".join(
+                f"{j.job_id} ({j.name})" for j in r.replayed[:30]))]))
+        if r.left:
+            blocks.append(Table(columns=["job", "left in the DLQ because"], rows=[
+                Row(mark=Mark.WARN, cells=[j.job_id, j.problem or ""]) for j in r.left]))
+        return blocks
+
+
+def parse_list(words: Sequence[str]) -> DlqListRequest:
+    parser = WordParser("dlq list", LIST_USAGE)
+    parser.add_argument("queue")
+    parser.add_argument("--limit", type=int)
+    return parse_words(DlqListRequest, parser, words)
+
+
+def parse_show(words: Sequence[str]) -> DlqShowRequest:
+    parser = WordParser("dlq show", SHOW_USAGE)
+    parser.add_argument("queue")
+    parser.add_argument("job_id")
+    return parse_words(DlqShowRequest, parser, words)
+
+
+def parse_replay(words: Sequence[str]) -> DlqReplayRequest:
+    parser = WordParser("dlq replay", REPLAY_USAGE)
+    parser.add_argument("queue")
+    parser.add_argument("--count", type=int)
+    return parse_words(DlqReplayRequest, parser, words)
+
+
+async def run_list(req: DlqListRequest, ctx: CommandContext) -> DlqListReply:
+    return DlqListReply(listing=await ctx.queues.dlq_list(req.queue, limit=req.limit))
+
+
+async def run_show(req: DlqShowRequest, ctx: CommandContext) -> DlqShowReply:
+    return DlqShowReply(entry=await ctx.queues.dlq_show(req.queue, req.job_id))
+
+
+async def run_replay(req: DlqReplayRequest, ctx: CommandContext) -> DlqReplayReply:
+    return DlqReplayReply(result=await ctx.queues.dlq_replay(req.queue, count=req.count))
+
+
+register(Command(
+    name="dlq list", usage=LIST_USAGE, summary="what is quarantined, why, by whom, when",
+    role=Role.VIEWER, parse=parse_list, run=run_list, examples=("dlq list batch-jobs",),
+))
+register(Command(
+    name="dlq show", usage=SHOW_USAGE, summary="one quarantined job: payload, reason, history",
+    role=Role.VIEWER, parse=parse_show, run=run_show, examples=("dlq show batch-jobs 1234",),
+))
+register(Command(
+    name="dlq replay", usage=REPLAY_USAGE,
+    summary="canary re-enqueue: the oldest N quarantined jobs go back to the queue",
+    role=Role.OPERATOR, parse=parse_replay, run=run_replay,
+    examples=("dlq replay batch-jobs --count 10",),
+))

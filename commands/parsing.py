@@ -1,0 +1,81 @@
+"""Words to a validated request: argparse for the shape, pydantic for the values.
+
+Slack's `/queue <words>` and the CLI's `queueops <words>` go through the same parser, so
+both take exactly the same words. Every mistake becomes one UsageError line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, NoReturn, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from bot.config import validate_queue_name
+from bot.errors import UsageError
+
+Req = TypeVar("Req", bound=BaseModel)
+
+
+class WordParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing and exiting."""
+
+    def __init__(self, command: str, usage: str) -> None:
+        super().__init__(prog=command, usage=usage, add_help=False, exit_on_error=False)
+        self.command_usage = usage
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (usage: {self.command_usage})")
+
+
+def _job_id(value: str) -> str:
+    if not value or len(value) > 255 or any(c.isspace() for c in value) or ":" in value:
+        raise ValueError(f"'{value}' is not a job id")
+    return value
+
+
+def _regex(value: str) -> str:
+    if len(value) > 500:
+        raise ValueError("the pattern is longer than 500 characters")
+    try:
+        re.compile(value)
+    except re.error as err:
+        raise ValueError(f"'{value}' is not a valid regex: {err}") from None
+    return value
+
+
+QueueName = Annotated[str, AfterValidator(validate_queue_name)]
+JobId = Annotated[str, AfterValidator(_job_id)]
+Regex = Annotated[str, AfterValidator(_regex)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class Request(BaseModel):
+    """Base of command requests: frozen, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _field_flag(loc: tuple[Any, ...]) -> str:
+    name = str(loc[0]) if loc else "value"
+    return name.upper() if name in ("queue", "job_id") else "--" + name.replace("_", "-")
+
+
+def parse_words(model: type[Req], parser: WordParser, words: Sequence[str]) -> Req:
+    """Parse `words` with `parser`, then validate into `model`; UsageError on any problem."""
+    try:
+        namespace = parser.parse_args(list(words))
+    except argparse.ArgumentError as err:
+        raise UsageError(f"{err} (usage: {parser.command_usage})") from None
+    values = {k: v for k, v in vars(namespace).items() if v is not None}
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        loc = tuple(first.get("loc", ()))
+        if not loc:
+            raise UsageError(f"{message} (usage: {parser.command_usage})") from None
+        raise UsageError(f"{_field_flag(loc)}: {message}") from None

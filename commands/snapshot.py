@@ -1,0 +1,113 @@
+"""`snapshot [QUEUE...]`: depth, age, failures and DLQ depth per queue, at a glance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.durations import humanize_age_ms
+from bot.queues.models import QueueSnapshot
+from bot.roles import Role
+from commands.context import CommandContext
+from commands.parsing import QueueName, Request, WordParser, parse_words
+from commands.registry import Command, register
+from commands.reply import Reply
+from commands.view import Block, Fields, Heading, Mark, Note, Row, Table
+
+USAGE = "snapshot [QUEUE ...]"
+# When a queue counts as backlogged or failing. The watcher (alerts) makes these
+# configurable; a snapshot only needs a sensible reading at a glance.
+BACKLOG_DEPTH = 1000
+BACKLOG_AGE_MS = 5 * 60_000
+FAILING_RATIO = 0.05
+
+
+class SnapshotRequest(Request):
+    queues: list[QueueName] = []
+
+
+def queue_mark(q: QueueSnapshot) -> Mark:
+    """paused > failing > backlog > healthy."""
+    c = q.counts
+    if q.is_paused:
+        return Mark.PAUSED
+    finished = c["failed"] + c["completed"]
+    if c["failed"] and c["failed"] / finished >= FAILING_RATIO:
+        return Mark.FAILING
+    depth = c["waiting"] + c["prioritized"] + c["paused"]
+    age = q.oldest_waiting_age_ms or 0
+    if depth >= BACKLOG_DEPTH or age >= BACKLOG_AGE_MS:
+        return Mark.BACKLOG
+    return Mark.HEALTHY
+
+
+class SnapshotReply(Reply):
+    queues: list[QueueSnapshot]
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "queues": [
+                {**q.model_dump(mode="json", by_alias=True), "status": queue_mark(q).value}
+                for q in self.queues
+            ]
+        }
+
+    def view(self) -> list[Block]:
+        if not self.queues:
+            return [Note(mark=Mark.INFO, text="no queues found (set QUEUEOPS_QUEUES?)")]
+        blocks: list[Block] = [
+            Table(
+                columns=["queue", "status", "waiting", "active", "delayed", "prio", "children",
+                         "failed", "done", "dlq", "oldest waiting"],
+                rows=[
+                    Row(
+                        mark=queue_mark(q),
+                        cells=[
+                            q.name,
+                            queue_mark(q).value,
+                            *(str(q.counts[s]) for s in ("waiting", "active", "delayed",
+                                                         "prioritized", "waiting-children",
+                                                         "failed", "completed")),
+                            str(q.dlq_depth),
+                            "-" if q.oldest_waiting_age_ms is None
+                            else humanize_age_ms(q.oldest_waiting_age_ms),
+                        ],
+                    )
+                    for q in self.queues
+                ],
+            )
+        ]
+        for q in self.queues:
+            items = []
+            if q.top_waiting_names:
+                items.append(("next to run", ", ".join(
+                    f"{t.key} x{t.count}" for t in q.top_waiting_names)))
+            if q.top_failure_reasons:
+                items.append(("recent failures", "; ".join(
+                    f"{t.count}x {t.key}" for t in q.top_failure_reasons)))
+            if items:
+                blocks += [Heading(text=q.name), Fields(items=items)]
+        return blocks
+
+
+def parse(words: Sequence[str]) -> SnapshotRequest:
+    parser = WordParser("snapshot", USAGE)
+    parser.add_argument("queues", nargs="*")
+    return parse_words(SnapshotRequest, parser, words)
+
+
+async def run(req: SnapshotRequest, ctx: CommandContext) -> SnapshotReply:
+    return SnapshotReply(queues=await ctx.queues.snapshot(req.queues or None))
+
+
+register(
+    Command(
+        name="snapshot",
+        usage=USAGE,
+        summary="per queue: counts, oldest waiting age, top job names and failures, DLQ depth",
+        role=Role.VIEWER,
+        parse=parse,
+        run=run,
+        examples=("snapshot", "snapshot batch-jobs"),
+    )
+)

@@ -1,0 +1,71 @@
+"""A transport-neutral picture of a reply: headings, tables, fields, notes.
+
+Commands describe what to show with these blocks; the text renderer draws them as aligned
+plain text and the Slack renderer as Block Kit. A new command needs no renderer change.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Mark(StrEnum):
+    """A status at a glance; each transport draws it its own way (emoji, [tag])."""
+
+    HEALTHY = "healthy"
+    BACKLOG = "backlog"
+    FAILING = "failing"
+    PAUSED = "paused"
+    OK = "ok"
+    WARN = "warn"
+    ERROR = "error"
+    INFO = "info"
+
+
+class Heading(BaseModel):
+    kind: Literal["heading"] = "heading"
+    text: str
+
+
+class Text(BaseModel):
+    kind: Literal["text"] = "text"
+    text: str
+
+
+class Note(BaseModel):
+    """A one-line message with a mark: an outcome, a warning, a hint."""
+
+    kind: Literal["note"] = "note"
+    mark: Mark
+    text: str
+
+
+class Fields(BaseModel):
+    """Label/value pairs, e.g. a job's attributes."""
+
+    kind: Literal["fields"] = "fields"
+    items: list[tuple[str, str]]
+
+
+class Row(BaseModel):
+    cells: list[str]
+    mark: Mark | None = None
+
+
+class Table(BaseModel):
+    kind: Literal["table"] = "table"
+    columns: list[str]
+    rows: list[Row]
+
+
+class Code(BaseModel):
+    """Verbatim text (a payload, a stack trace), shown monospaced and never reflowed."""
+
+    kind: Literal["code"] = "code"
+    text: str
+
+
+Block = Annotated[Heading | Text | Note | Fields | Table | Code, Field(discriminator="kind")]

@@ -1,0 +1,5 @@
+"""The drain cron (APScheduler jobs, leader lease, tick history) lives here.
+
+It reports each tick through a callback the wiring registers, so it never imports Slack
+or the alert code (DESIGN.md, layering).
+"""

@@ -1,0 +1,83 @@
+"""Shared fixtures: a real Redis (db 9 by default), a fresh key prefix per test, the
+QueueService on it, and the npm bullmq bridge.
+
+Every test works under its own BullMQ prefix (`qo-test-<hex>`) and deletes its keys after,
+so tests can share one Redis with real queues and with each other.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+from node_bullmq import node_available, node_bullmq, node_unavailable_reason
+
+from bot.queues.service import QueueService
+
+REDIS_URL = os.environ.get("QUEUEOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+NodeCall = Callable[..., Awaitable[Any]]
+
+
+async def delete_prefix(client: aioredis.Redis, prefix: str) -> None:
+    """Delete every key under `prefix:` with SCAN (never KEYS on a shared Redis)."""
+    batch: list[Any] = []
+    async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            await client.delete(*batch)
+            batch.clear()
+    if batch:
+        await client.delete(*batch)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return REDIS_URL
+
+
+@pytest_asyncio.fixture
+async def redis() -> AsyncIterator[aioredis.Redis]:
+    client: aioredis.Redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        await client.ping()
+    except (OSError, aioredis.ConnectionError) as exc:
+        await client.aclose()
+        pytest.fail(f"the tests need a Redis at {REDIS_URL}: {exc}")
+    yield client
+    await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def prefix(redis: aioredis.Redis) -> AsyncIterator[str]:
+    name = f"qo-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    await delete_prefix(redis, name)
+
+
+@pytest.fixture
+def service(redis: aioredis.Redis, prefix: str) -> QueueService:
+    return QueueService(redis, prefix=prefix)
+
+
+@pytest.fixture
+def node(prefix: str) -> NodeCall:
+    """`await node("counts", queues=[...])`: npm bullmq on this test's prefix.
+
+    Without Node the interop tests are skipped locally, but fail under CI, where
+    `.ci/run` installs npm bullmq and a skip would hide a broken setup.
+    """
+    if not node_available():
+        if os.environ.get("CI"):
+            pytest.fail(node_unavailable_reason())
+        pytest.skip(node_unavailable_reason())
+
+    async def call(command: str, **args: Any) -> Any:
+        return await node_bullmq(command, {"prefix": prefix, **args}, REDIS_URL)
+
+    return call
