@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from bot.config import Settings, load_settings
@@ -64,7 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as err:
         return emit(ErrorReply(message=f"configuration: {err}", exit_code=2), as_json=as_json)
-    reply = asyncio.run(run_words(words, settings))
+    try:
+        reply = asyncio.run(run_words(words, settings))
+    except KeyboardInterrupt:
+        return emit(ErrorReply(message="interrupted", exit_code=1), as_json=as_json)
+    except Exception as err:  # a bug: still one line, the traceback only on request
+        if os.environ.get("QUEUEOPS_DEBUG"):
+            traceback.print_exc()
+        first = str(err).splitlines()[0] if str(err) else ""
+        reply = ErrorReply(
+            message=f"internal error ({type(err).__name__}: {first}); "
+            "set QUEUEOPS_DEBUG=1 for the traceback"
+        )
     return emit(reply, as_json=as_json)
 
 

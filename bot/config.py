@@ -140,10 +140,7 @@ class Settings(BaseSettings):
     @field_validator("drain_every_ms", mode="before")
     @classmethod
     def _drain_every(cls, value: object) -> int:
-        if isinstance(value, int):
-            ms = value
-        else:
-            ms = parse_duration_ms(str(value))
+        ms = value if isinstance(value, int) else parse_duration_ms(str(value))
         if ms < 1000:
             raise ValueError(f"'{value}' is shorter than 1s")
         return ms

@@ -32,8 +32,12 @@ class PauseReply(Reply):
         state = "paused" if self.paused else "resumed"
         already = " (it already was)" if self.paused == self.was_paused else ""
         hint = "; workers take no new jobs" if self.paused else ""
-        return [Note(mark=Mark.PAUSED if self.paused else Mark.OK,
-                     text=f"'{self.queue}' {state}{already}{hint}")]
+        return [
+            Note(
+                mark=Mark.PAUSED if self.paused else Mark.OK,
+                text=f"'{self.queue}' {state}{already}{hint}",
+            )
+        ]
 
 
 class RetryReply(Reply):
@@ -41,8 +45,12 @@ class RetryReply(Reply):
     retried: int
 
     def view(self) -> list[Block]:
-        return [Note(mark=Mark.OK if self.retried else Mark.INFO,
-                     text=f"{self.retried} failed job(s) in '{self.queue}' moved back to waiting")]
+        return [
+            Note(
+                mark=Mark.OK if self.retried else Mark.INFO,
+                text=f"{self.retried} failed job(s) in '{self.queue}' moved back to waiting",
+            )
+        ]
 
 
 def _queue_parser(name: str) -> WordParser:
@@ -80,17 +88,36 @@ async def run_retry(req: RetryRequest, ctx: CommandContext) -> RetryReply:
     return RetryReply(queue=req.queue, retried=await ctx.queues.retry(req.queue, count=req.count))
 
 
-register(Command(
-    name="pause", usage="pause QUEUE", summary="pause a queue: workers take no new jobs",
-    role=Role.OPERATOR, parse=parse_pause, run=run_pause, examples=("pause batch-jobs",),
-))
-register(Command(
-    name="resume", usage="resume QUEUE", summary="resume a paused queue",
-    role=Role.OPERATOR, parse=parse_resume, run=run_resume, examples=("resume batch-jobs",),
-))
-register(Command(
-    name="retry", usage="retry QUEUE [--count N]",
-    summary="move failed jobs back to waiting (oldest first; all unless --count)",
-    role=Role.OPERATOR, parse=parse_retry, run=run_retry,
-    examples=("retry batch-jobs --count 50",),
-))
+register(
+    Command(
+        name="pause",
+        usage="pause QUEUE",
+        summary="pause a queue: workers take no new jobs",
+        role=Role.OPERATOR,
+        parse=parse_pause,
+        run=run_pause,
+        examples=("pause batch-jobs",),
+    )
+)
+register(
+    Command(
+        name="resume",
+        usage="resume QUEUE",
+        summary="resume a paused queue",
+        role=Role.OPERATOR,
+        parse=parse_resume,
+        run=run_resume,
+        examples=("resume batch-jobs",),
+    )
+)
+register(
+    Command(
+        name="retry",
+        usage="retry QUEUE [--count N]",
+        summary="move failed jobs back to waiting (oldest first; all unless --count)",
+        role=Role.OPERATOR,
+        parse=parse_retry,
+        run=run_retry,
+        examples=("retry batch-jobs --count 50",),
+    )
+)

@@ -54,8 +54,16 @@ class DlqListReply(Reply):
             Table(
                 columns=["job", "name", "from", "by", "when", "why"],
                 rows=[
-                    Row(cells=[e.job_id, e.name, e.from_state or "-", e.quarantined_by or "-",
-                               when(e.quarantined_at), e.quarantine_reason or "-"])
+                    Row(
+                        cells=[
+                            e.job_id,
+                            e.name,
+                            e.from_state or "-",
+                            e.quarantined_by or "-",
+                            when(e.quarantined_at),
+                            e.quarantine_reason or "-",
+                        ]
+                    )
                     for e in li.entries
                 ],
             ),
@@ -100,11 +108,20 @@ class DlqReplayReply(Reply):
             )
         ]
         if r.replayed:
-            blocks.append(Fields(items=[("replayed", ", ".join(
-                f"{j.job_id} ({j.name})" for j in r.replayed[:30]))]))
+            blocks.append(
+                Fields(
+                    items=[
+                        ("replayed", ", ".join(f"{j.job_id} ({j.name})" for j in r.replayed[:30]))
+                    ]
+                )
+            )
         if r.left:
-            blocks.append(Table(columns=["job", "left in the DLQ because"], rows=[
-                Row(mark=Mark.WARN, cells=[j.job_id, j.problem or ""]) for j in r.left]))
+            blocks.append(
+                Table(
+                    columns=["job", "left in the DLQ because"],
+                    rows=[Row(mark=Mark.WARN, cells=[j.job_id, j.problem or ""]) for j in r.left],
+                )
+            )
         return blocks
 
 
@@ -141,17 +158,36 @@ async def run_replay(req: DlqReplayRequest, ctx: CommandContext) -> DlqReplayRep
     return DlqReplayReply(result=await ctx.queues.dlq_replay(req.queue, count=req.count))
 
 
-register(Command(
-    name="dlq list", usage=LIST_USAGE, summary="what is quarantined, why, by whom, when",
-    role=Role.VIEWER, parse=parse_list, run=run_list, examples=("dlq list batch-jobs",),
-))
-register(Command(
-    name="dlq show", usage=SHOW_USAGE, summary="one quarantined job: payload, reason, history",
-    role=Role.VIEWER, parse=parse_show, run=run_show, examples=("dlq show batch-jobs 1234",),
-))
-register(Command(
-    name="dlq replay", usage=REPLAY_USAGE,
-    summary="canary re-enqueue: the oldest N quarantined jobs go back to the queue",
-    role=Role.OPERATOR, parse=parse_replay, run=run_replay,
-    examples=("dlq replay batch-jobs --count 10",),
-))
+register(
+    Command(
+        name="dlq list",
+        usage=LIST_USAGE,
+        summary="what is quarantined, why, by whom, when",
+        role=Role.VIEWER,
+        parse=parse_list,
+        run=run_list,
+        examples=("dlq list batch-jobs",),
+    )
+)
+register(
+    Command(
+        name="dlq show",
+        usage=SHOW_USAGE,
+        summary="one quarantined job: payload, reason, history",
+        role=Role.VIEWER,
+        parse=parse_show,
+        run=run_show,
+        examples=("dlq show batch-jobs 1234",),
+    )
+)
+register(
+    Command(
+        name="dlq replay",
+        usage=REPLAY_USAGE,
+        summary="canary re-enqueue: the oldest N quarantined jobs go back to the queue",
+        role=Role.OPERATOR,
+        parse=parse_replay,
+        run=run_replay,
+        examples=("dlq replay batch-jobs --count 10",),
+    )
+)

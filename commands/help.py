@@ -45,14 +45,28 @@ def parse(words: Sequence[str]) -> HelpRequest:
 
 
 async def run(req: HelpRequest, ctx: CommandContext) -> HelpReply:
-    return HelpReply(commands=[
-        CommandHelp(name=c.name, usage=c.usage, summary=c.summary, role=c.role.label,
-                    examples=list(c.examples))
-        for c in all_commands()
-    ])
+    return HelpReply(
+        commands=[
+            CommandHelp(
+                name=c.name,
+                usage=c.usage,
+                summary=c.summary,
+                role=c.role.label,
+                examples=list(c.examples),
+            )
+            for c in all_commands()
+        ]
+    )
 
 
-register(Command(
-    name="help", usage="help", summary="this list, with examples", role=Role.ANYONE,
-    parse=parse, run=run, examples=("help",),
-))
+register(
+    Command(
+        name="help",
+        usage="help",
+        summary="this list, with examples",
+        role=Role.ANYONE,
+        parse=parse,
+        run=run,
+        examples=("help",),
+    )
+)

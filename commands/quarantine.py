@@ -77,8 +77,10 @@ class BulkQuarantineReply(Reply):
             blocks.append(
                 Table(
                     columns=["job", "not moved because"],
-                    rows=[Row(mark=Mark.WARN, cells=[m.job_id, m.problem or ""])
-                          for m in r.skipped[:20]],
+                    rows=[
+                        Row(mark=Mark.WARN, cells=[m.job_id, m.problem or ""])
+                        for m in r.skipped[:20]
+                    ],
                 )
             )
         return blocks
@@ -102,9 +104,7 @@ async def run(req: QuarantineRequest, ctx: CommandContext) -> Reply:
         )
         if not move.moved:
             raise Refused(move.problem or f"job {req.job_id} was not moved")
-        return QuarantineReply(
-            queue=req.queue, dlq=ctx.settings.dlq_name(req.queue), move=move
-        )
+        return QuarantineReply(queue=req.queue, dlq=ctx.settings.dlq_name(req.queue), move=move)
     if req.failed_matching is None:  # pragma: no cover - excluded by the validator
         raise UsageError("--failed-matching is required")
     result = await ctx.queues.quarantine_matching(

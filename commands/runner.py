@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.errors import QueueOpsError
@@ -39,4 +39,11 @@ async def execute(words: Sequence[str], ctx: CommandContext) -> Reply:
             message=f"Redis unreachable at {ctx.settings.redis_location()} (REDIS_URL): {reason}"
         )
     except ResponseError as err:
-        return ErrorReply(message=f"Redis refused the command: {err}")
+        return ErrorReply(
+            message=f"Redis at {ctx.settings.redis_location()} refused the command: {err}"
+        )
+    except RedisError as err:
+        return ErrorReply(
+            message=f"Redis at {ctx.settings.redis_location()} answered unexpectedly "
+            f"(is it a Redis server?): {err}"
+        )

@@ -23,7 +23,7 @@ FAILING_RATIO = 0.05
 
 
 class SnapshotRequest(Request):
-    queues: list[QueueName] = []
+    queues: tuple[QueueName, ...] = ()
 
 
 def queue_mark(q: QueueSnapshot) -> Mark:
@@ -57,19 +57,40 @@ class SnapshotReply(Reply):
             return [Note(mark=Mark.INFO, text="no queues found (set QUEUEOPS_QUEUES?)")]
         blocks: list[Block] = [
             Table(
-                columns=["queue", "status", "waiting", "active", "delayed", "prio", "children",
-                         "failed", "done", "dlq", "oldest waiting"],
+                columns=[
+                    "queue",
+                    "status",
+                    "waiting",
+                    "active",
+                    "delayed",
+                    "prio",
+                    "children",
+                    "failed",
+                    "done",
+                    "dlq",
+                    "oldest waiting",
+                ],
                 rows=[
                     Row(
                         mark=queue_mark(q),
                         cells=[
                             q.name,
                             queue_mark(q).value,
-                            *(str(q.counts[s]) for s in ("waiting", "active", "delayed",
-                                                         "prioritized", "waiting-children",
-                                                         "failed", "completed")),
+                            *(
+                                str(q.counts[s])
+                                for s in (
+                                    "waiting",
+                                    "active",
+                                    "delayed",
+                                    "prioritized",
+                                    "waiting-children",
+                                    "failed",
+                                    "completed",
+                                )
+                            ),
                             str(q.dlq_depth),
-                            "-" if q.oldest_waiting_age_ms is None
+                            "-"
+                            if q.oldest_waiting_age_ms is None
                             else humanize_age_ms(q.oldest_waiting_age_ms),
                         ],
                     )
@@ -80,11 +101,16 @@ class SnapshotReply(Reply):
         for q in self.queues:
             items = []
             if q.top_waiting_names:
-                items.append(("next to run", ", ".join(
-                    f"{t.key} x{t.count}" for t in q.top_waiting_names)))
+                items.append(
+                    ("next to run", ", ".join(f"{t.key} x{t.count}" for t in q.top_waiting_names))
+                )
             if q.top_failure_reasons:
-                items.append(("recent failures", "; ".join(
-                    f"{t.count}x {t.key}" for t in q.top_failure_reasons)))
+                items.append(
+                    (
+                        "recent failures",
+                        "; ".join(f"{t.count}x {t.key}" for t in q.top_failure_reasons),
+                    )
+                )
             if items:
                 blocks += [Heading(text=q.name), Fields(items=items)]
         return blocks

@@ -87,11 +87,17 @@ async def test_quarantine_moves_each_movable_state_into_the_dlq_intact(
     failed_copy = await _node_job(node, f"{Q}-dlq", picks["failed"])
     assert failed_copy is not None and failed_copy["logs"] == ["tried the renderer"]
 
-    counts = (await node("counts", queues=[Q, f"{Q}-dlq"]))
+    counts = await node("counts", queues=[Q, f"{Q}-dlq"])
     assert counts[f"{Q}-dlq"]["failed"] == 5
     assert counts[Q] == {
-        "waiting": 0, "paused": 1, "delayed": 0, "prioritized": 0, "failed": 1,
-        "active": 1, "completed": 1, "waiting-children": 1,
+        "waiting": 0,
+        "paused": 1,
+        "delayed": 0,
+        "prioritized": 0,
+        "failed": 1,
+        "active": 1,
+        "completed": 1,
+        "waiting-children": 1,
     }
     entry = await service.dlq_show(Q, picks["failed"])
     assert entry.original_failed_reason is not None

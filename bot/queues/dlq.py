@@ -18,9 +18,19 @@ from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
 # its original id (jobId), outside any schedule or flow (repeat*, parent*), and must not be
 # swallowed by a deduplication key that still points at the original (deduplication).
 DROPPED_ON_REPLAY = (
-    "delay", "timestamp", "jobId", "repeat", "repeatJobKey", "prevMillis", "parent",
-    "deduplication", "debounce", "failParentOnFailure", "continueParentOnFailure",
-    "ignoreDependencyOnFailure", "removeDependencyOnFailure",
+    "delay",
+    "timestamp",
+    "jobId",
+    "repeat",
+    "repeatJobKey",
+    "prevMillis",
+    "parent",
+    "deduplication",
+    "debounce",
+    "failParentOnFailure",
+    "continueParentOnFailure",
+    "ignoreDependencyOnFailure",
+    "removeDependencyOnFailure",
 )
 
 
@@ -66,7 +76,7 @@ def entry_from_hash(job_id: str, fields: Mapping[str, str]) -> DlqEntry:
 async def dlq_list(store: QueueStore, queue: str, *, limit: int = 20) -> DlqListing:
     """The newest `limit` quarantined jobs: one ZREVRANGE and one pipelined HGETALL batch."""
     dlq = store.dlq_keys(queue)
-    ids: list[str] = await store.redis.zrevrange(dlq.key("failed"), 0, limit - 1)
+    ids = [str(i) for i in await store.redis.zrevrange(dlq.key("failed"), 0, limit - 1)]
     async with store.redis.pipeline(transaction=False) as pipe:
         pipe.zcard(dlq.key("failed"))
         for job_id in ids:
@@ -77,7 +87,8 @@ async def dlq_list(store: QueueStore, queue: str, *, limit: int = 20) -> DlqList
 
 
 async def dlq_show(store: QueueStore, queue: str, job_id: str) -> DlqEntry | None:
-    fields: dict[str, str] = await store.redis.hgetall(store.dlq_keys(queue).job(job_id))
+    raw = await store.redis.hgetall(store.dlq_keys(queue).job(job_id))
+    fields = {str(k): str(v) for k, v in raw.items()}
     return entry_from_hash(job_id, fields) if fields else None
 
 
@@ -129,7 +140,7 @@ async def dlq_replay(
     if await is_paused(store, queue):
         raise Refused(f"'{queue}' is paused; resume it first, replayed jobs would not run")
     dlq = store.dlq_keys(queue)
-    ids: list[str] = await store.redis.zrange(dlq.key("failed"), 0, count - 1)
+    ids = [str(i) for i in await store.redis.zrange(dlq.key("failed"), 0, count - 1)]
     done: list[ReplayedJob] = []
     left: list[ReplayedJob] = []
     for job_id in ids:

@@ -57,12 +57,26 @@ async def _move(
     keys = [
         src.key(s)
         for s in (
-            "wait", "paused", "active", "delayed", "prioritized", "failed", "completed",
-            "waiting-children", "meta", "events",
+            "wait",
+            "paused",
+            "active",
+            "delayed",
+            "prioritized",
+            "failed",
+            "completed",
+            "waiting-children",
+            "meta",
+            "events",
         )
     ] + [dlq.key("failed"), dlq.key("meta"), dlq.key("events")]
-    args = [
-        src.base, dlq.base, int(time.time() * 1000), reason, actor, queue, ",".join(states),
+    args: list[str | int] = [
+        src.base,
+        dlq.base,
+        int(time.time() * 1000),
+        reason,
+        actor,
+        queue,
+        ",".join(states),
         *job_ids,
     ]
     outcomes: list[str] = await store.scripts.quarantine(keys=keys, args=args)

@@ -32,7 +32,12 @@ class Scripts:
         loaded: dict[str, Any] = {
             name: redis.register_script(_load(name))
             for name in (
-                "snapshot", "probe", "quarantine", "failed_page", "dlq_release", "pause",
+                "snapshot",
+                "probe",
+                "quarantine",
+                "failed_page",
+                "dlq_release",
+                "pause",
             )
         }
         return cls(**loaded)

@@ -24,6 +24,7 @@ from bot.queues.models import (
     QueueSnapshot,
     ReplayResult,
 )
+from bot.queues.quarantine import BATCH_SIZE
 from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
 
 
@@ -98,11 +99,18 @@ class QueueService:
         limit: int,
         reason: str,
         actor: str,
+        batch_size: int = BATCH_SIZE,
         checkpoint: Checkpoint = no_checkpoint,
     ) -> BulkQuarantineResult:
         await self.require_queue(queue)
         return await quarantine.quarantine_matching(
-            self.store, queue, pattern, limit=limit, reason=reason, actor=actor,
+            self.store,
+            queue,
+            pattern,
+            limit=limit,
+            reason=reason,
+            actor=actor,
+            batch_size=batch_size,
             checkpoint=checkpoint,
         )
 

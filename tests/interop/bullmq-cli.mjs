@@ -488,6 +488,30 @@ async function failJobs(res, args) {
   return { ids: jobs.map(j => j.id) };
 }
 
+/**
+ * where {prefix, queue, ids}: for each id, its state in the queue and in `<queue>-dlq`
+ * (null where absent), in one Node start: {"<id>": {"source": "waiting", "dlq": null}}.
+ */
+async function where(res, args) {
+  const prefix = requireString(args, 'prefix');
+  const name = requireString(args, 'queue');
+  if (!Array.isArray(args.ids)) {
+    throw new UsageError('args.ids must be a list of job ids');
+  }
+  const source = res.queue(name, prefix);
+  const dlq = res.queue(`${name}-dlq`, prefix);
+  const out = {};
+  for (const id of args.ids.map(String)) {
+    const inSource = await Job.fromId(source, id);
+    const inDlq = await Job.fromId(dlq, id);
+    out[id] = {
+      source: inSource ? await inSource.getState() : null,
+      dlq: inDlq ? await inDlq.getState() : null,
+    };
+  }
+  return out;
+}
+
 async function setPaused(res, args, paused) {
   const prefix = requireString(args, 'prefix');
   const queue = res.queue(requireString(args, 'queue'), prefix);
@@ -523,6 +547,7 @@ const COMMANDS = {
   add,
   process: processJobs,
   fail: failJobs,
+  where,
   pause: (res, args) => setPaused(res, args, true),
   resume: (res, args) => setPaused(res, args, false),
   'is-paused': isPaused,

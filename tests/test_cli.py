@@ -1,0 +1,176 @@
+"""`queueops` as a user runs it: the installed console script, in a subprocess.
+
+Exit 0 on success, 1 when the operation failed, 2 for usage or configuration; errors are
+one line on stderr naming the culprit; `--json` prints one JSON document."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from conftest import REDIS_URL, NodeCall
+
+from bot.queues.keys import COUNT_STATES
+from bot.queues.service import QueueService
+
+QUEUEOPS = str(Path(sys.executable).parent / "queueops")
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+async def queueops(*args: str, **env: str) -> Run:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("QUEUEOPS_")}
+    full_env = {**inherited, "REDIS_URL": REDIS_URL, **env}
+    proc = await asyncio.create_subprocess_exec(
+        QUEUEOPS,
+        *args,
+        env=full_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    run = Run(proc.returncode or 0, out.decode(), err.decode())
+    assert "Traceback" not in run.err, run.err
+    return run
+
+
+def one_error_line(run: Run) -> str:
+    lines = run.err.strip().splitlines()
+    assert len(lines) == 1, run.err
+    assert lines[0].startswith("queueops: ")
+    return lines[0]
+
+
+async def test_snapshot_json_has_getjobcounts_keys(service: QueueService, prefix: str) -> None:
+    await service.store.bullmq("batch-jobs").add("render", {"doc": 1})
+    await service.store.bullmq("dsar-jobs").add("export", {"user": 7}, {"delay": 60_000})
+    run = await queueops("snapshot", "--json", QUEUEOPS_PREFIX=prefix)
+    assert run.code == 0 and run.err == ""
+    doc = run.json()
+    assert [q["name"] for q in doc["queues"]] == ["batch-jobs", "dsar-jobs"]
+    batch = doc["queues"][0]
+    assert list(batch["counts"]) == list(COUNT_STATES)
+    assert batch["counts"]["waiting"] == 1 and doc["queues"][1]["counts"]["delayed"] == 1
+    assert batch["topWaitingNames"] == [{"key": "render", "count": 1}]
+    assert batch["status"] == "healthy" and batch["dlqDepth"] == 0
+
+    text = await queueops("snapshot", QUEUEOPS_PREFIX=prefix)
+    assert text.code == 0 and "batch-jobs" in text.out and "WAITING" in text.out
+
+
+async def test_quarantine_then_dlq_list_show_replay(service: QueueService, prefix: str) -> None:
+    job = await service.store.bullmq("q").add("pdf", {"doc": 42})
+    run = await queueops(
+        "quarantine", "q", str(job.id), "--reason", "bad pdf", QUEUEOPS_PREFIX=prefix
+    )
+    assert run.code == 0, run.err
+    assert f"job {job.id} moved from 'q' (waiting) to 'q-dlq'" in run.out
+    listing = (await queueops("dlq", "list", "q", "--json", QUEUEOPS_PREFIX=prefix)).json()
+    [entry] = listing["listing"]["entries"]
+    assert entry["quarantineReason"] == "bad pdf" and entry["quarantinedBy"].startswith("cli")
+    show = await queueops("dlq", "show", "q", str(job.id), QUEUEOPS_PREFIX=prefix)
+    assert '"doc": 42' in show.out and "bad pdf" in show.out
+    replay = await queueops("dlq", "replay", "q", "--json", QUEUEOPS_PREFIX=prefix)
+    assert replay.json()["result"]["replayed"][0]["jobId"] == str(job.id)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "says"),
+    [
+        (
+            ["snapshot", "nope"],
+            {"QUEUEOPS_QUEUES": "a,b"},
+            1,
+            "unknown queue 'nope' (QUEUEOPS_QUEUES: a, b)",
+        ),
+        (["quarantine", "a", "--reason", "x"], {"QUEUEOPS_QUEUES": "a"}, 2, "give a JOB_ID"),
+        (
+            ["quarantine", "a", "77", "--reason", "x"],
+            {"QUEUEOPS_QUEUES": "a"},
+            1,
+            "job 77 not found in queue 'a'",
+        ),
+        (
+            ["quarantine", "a", "--failed-matching", "[x"],
+            {"QUEUEOPS_QUEUES": "a"},
+            2,
+            "is not a valid regex",
+        ),
+        (["frob"], {}, 2, "unknown command 'frob'"),
+        (
+            ["snapshot"],
+            {"REDIS_URL": "redis://127.0.0.1:1/0"},
+            1,
+            "Redis unreachable at 127.0.0.1:1 (REDIS_URL)",
+        ),
+        (
+            ["snapshot"],
+            {"REDIS_URL": "redis//nowhere"},
+            2,
+            "configuration: REDIS_URL: 'redis//nowhere' must start with redis://",
+        ),
+        (["snapshot"], {"DRAIN_EVERY": "soon"}, 2, "configuration: DRAIN_EVERY:"),
+    ],
+)
+async def test_errors_are_one_line_with_the_right_exit_code(
+    prefix: str, args: list[str], env: dict[str, str], code: int, says: str
+) -> None:
+    run = await queueops(*args, QUEUEOPS_PREFIX=prefix, **env)
+    assert run.code == code
+    assert says in one_error_line(run)
+    assert run.out == ""
+    as_json = await queueops(*args, "--json", QUEUEOPS_PREFIX=prefix, **env)
+    assert as_json.code == code and as_json.json()["error"] in one_error_line(as_json)
+
+
+async def test_an_active_job_is_refused_with_exit_1(prefix: str, node: NodeCall) -> None:
+    ids = (await node("populate", queue="emails"))["ids"]
+    run = await queueops(
+        "quarantine", "emails", ids["active"][0], "--reason", "x", QUEUEOPS_PREFIX=prefix
+    )
+    assert run.code == 1 and "a worker holds its lock" in one_error_line(run)
+
+
+@pytest_asyncio.fixture
+async def not_redis() -> AsyncIterator[int]:
+    """A local TCP server that answers like an HTTP proxy, not like Redis."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_server_that_is_not_redis_is_one_line(not_redis: int) -> None:
+    run = await queueops("snapshot", REDIS_URL=f"redis://127.0.0.1:{not_redis}/0")
+    assert run.code == 1
+    assert f"Redis at 127.0.0.1:{not_redis} answered unexpectedly" in one_error_line(run)
+
+
+async def test_help_lists_every_command() -> None:
+    run = await queueops("help")
+    assert run.code == 0
+    for usage in ("snapshot [QUEUE ...]", "dlq replay QUEUE", "retry QUEUE [--count N]"):
+        assert usage in run.out

@@ -1,0 +1,133 @@
+"""Configuration: every variable validated at start, a bad one named in one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import load_settings
+from bot.durations import format_duration_ms, humanize_age_ms, parse_duration_ms
+from bot.errors import ConfigError
+from bot.roles import Role, RoleGrants
+
+ALL_VARS = (
+    "REDIS_URL",
+    "QUEUEOPS_QUEUES",
+    "QUEUEOPS_PREFIX",
+    "QUEUEOPS_DLQ_SUFFIX",
+    "DRAIN_URL",
+    "DRAIN_QUEUES_TOKEN",
+    "CRON_SECRET",
+    "CRON_TOKEN",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "ALERT_WEBHOOK_TOKEN",
+    "QUEUEOPS_ROLES",
+    "INCIDENT_INVITE",
+    "WORKER_MODE_BACKEND",
+    "DRAIN_EVERY",
+    "WORKER_MODE_DOTENV",
+    "PORT",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ALL_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_defaults_follow_design() -> None:
+    s = load_settings()
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert s.queues is None and s.prefix == "bull" and s.dlq_name("a") == "a-dlq"
+    assert s.drain_every == "5m" and s.drain_every_ms == 300_000
+    assert s.worker_mode_backend == "none" and s.port == 3000
+    assert s.drain_token is None and s.slack_api_url == "https://slack.com/api/"
+
+
+def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUEOPS_QUEUES", " batch-jobs, dsar-jobs ,,")
+    monkeypatch.setenv("DRAIN_EVERY", "1h30m")
+    monkeypatch.setenv("INCIDENT_INVITE", "U1ABC,S2DEF")
+    monkeypatch.setenv("CRON_TOKEN", "older")
+    monkeypatch.setenv("CRON_SECRET", "newer")
+    s = load_settings()
+    assert s.queues == ("batch-jobs", "dsar-jobs")
+    assert s.drain_every_ms == 5_400_000 and s.drain_every == "1h30m"
+    assert s.incident_invite == ("U1ABC", "S2DEF")
+    token = s.drain_token
+    assert token is not None and token.get_secret_value() == "newer"
+    monkeypatch.setenv("DRAIN_QUEUES_TOKEN", "newest")
+    token = load_settings().drain_token
+    assert token is not None and token.get_secret_value() == "newest"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "says"),
+    [
+        ("REDIS_URL", "http://localhost", "must start with redis://"),
+        ("REDIS_URL", "redis://:6379", "names no host"),
+        ("REDIS_URL", "redis://localhost:99999", "bad port"),
+        ("REDIS_URL", "redis://localhost/abc", "bad database number"),
+        ("QUEUEOPS_QUEUES", "good,bad:name", "'bad:name' is not a queue name"),
+        ("QUEUEOPS_PREFIX", "a:b", "not a key prefix"),
+        ("DRAIN_URL", "ftp://x", "not an http(s) URL"),
+        ("SLACK_API_URL", "localhost:8080", "not an http(s) URL"),
+        ("QUEUEOPS_ROLES", "boss=U123", "unknown role 'boss'"),
+        ("QUEUEOPS_ROLES", "admin=alice", "'alice' is not a Slack user id"),
+        ("QUEUEOPS_ROLES", "admin", "is not role=ids"),
+        ("WORKER_MODE_BACKEND", "k8s", "'apprunner', 'dotenv' or 'none'"),
+        ("DRAIN_EVERY", "5 minutes", "is not a duration"),
+        ("DRAIN_EVERY", "500ms", "shorter than 1s"),
+        ("PORT", "http", "(got 'http')"),
+        ("PORT", "70000", "less than or equal to 65535"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    message = str(err.value)
+    assert message.startswith(f"{var}: ") and says in message and "\n" not in message
+    assert err.value.exit_code == 2
+
+
+def test_redis_location_never_shows_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "rediss://default:s3cret@cache.example.com:6380/2")
+    assert load_settings().redis_location() == "cache.example.com:6380"
+
+
+def test_roles_grant_by_user_group_and_star() -> None:
+    grants = RoleGrants.parse("admin=U1ADMIN;operator=S0OPS,U2OP;viewer=*")
+    assert grants.role_of({"U1ADMIN"}) is Role.ADMIN
+    assert grants.role_of({"U9X", "S0OPS"}) is Role.OPERATOR
+    assert grants.role_of({"U9X"}) is Role.VIEWER
+    assert RoleGrants.parse("viewer=U1ONLY").role_of({"U2"}) is Role.ANYONE
+    assert RoleGrants.parse(None).role_of({"U2"}) is Role.VIEWER  # viewers open by default
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("30s", 30_000),
+        ("5m", 300_000),
+        ("1h", 3_600_000),
+        ("1h30m", 5_400_000),
+        ("250ms", 250),
+        ("2d", 172_800_000),
+    ],
+)
+def test_durations_round_trip(text: str, ms: int) -> None:
+    assert parse_duration_ms(text) == ms
+    assert format_duration_ms(ms) == text
+
+
+def test_ages_read_like_words() -> None:
+    assert humanize_age_ms(12_000) == "12 s"
+    assert humanize_age_ms(42 * 60_000) == "42 min"
+    assert humanize_age_ms(185 * 60_000) == "3 h 5 min"
+    assert humanize_age_ms((2 * 24 + 4) * 3_600_000) == "2 d 4 h"
