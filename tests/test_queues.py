@@ -3,6 +3,7 @@ in test_interop.py): probe, snapshot details, quarantine edge cases, replay guar
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -144,3 +145,13 @@ async def test_replay_puts_back_options_but_not_the_delay(service: QueueService)
     assert snap.counts["prioritized"] == 1 and snap.counts["delayed"] == 0
     opts = await service.redis.hget(service.store.keys("q").job(job.id), "opts")
     assert opts is not None and '"attempts":5' in opts and '"delay":' + str(HOUR_MS) not in opts
+
+
+async def test_find_failed_matching_previews_without_moving(
+    service: QueueService, node: NodeCall
+) -> None:
+    await node("fail", queue="jobs", count=5, reason="timeout")
+    found, read = await service.find_failed_matching("jobs", re.compile(r"#[13]$"), limit=10)
+    assert [job_id for job_id, _ in found] == ["2", "4"] and read == 5
+    assert found[0][1] == "timeout #1"
+    assert (await service.snapshot(["jobs"]))[0].counts["failed"] == 5

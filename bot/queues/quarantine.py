@@ -15,7 +15,7 @@ from bot.queues.models import BulkQuarantineResult, JobMove
 from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
 
 MOVABLE_STATES = ("waiting", "paused", "delayed", "prioritized", "failed")
-BATCH_SIZE = 100
+BATCH_SIZE = 50
 PAGE_SIZE = 500
 MATCH_CHARS = 2000
 
