@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pydantic import BaseModel
+
 from bot.roles import Role
 from commands.context import CommandContext
 from commands.parsing import Request, WordParser, parse_words
@@ -16,15 +18,12 @@ class HelpRequest(Request):
     pass
 
 
-class CommandHelp(Reply):
+class CommandHelp(BaseModel):
     name: str
     usage: str
     summary: str
     role: str
     examples: list[str]
-
-    def view(self) -> list[Block]:  # pragma: no cover - shown through HelpReply
-        return []
 
 
 class HelpReply(Reply):

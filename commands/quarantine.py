@@ -97,24 +97,21 @@ def parse(words: Sequence[str]) -> QuarantineRequest:
 
 
 async def run(req: QuarantineRequest, ctx: CommandContext) -> Reply:
-    if req.job_id:
-        assert req.reason is not None  # the request validator demands it
-        move = await ctx.queues.quarantine(
-            req.queue, req.job_id, reason=req.reason, actor=ctx.actor
+    if req.failed_matching is not None:
+        result = await ctx.queues.quarantine_matching(
+            req.queue,
+            re.compile(req.failed_matching),
+            limit=req.limit,
+            reason=req.reason or f"failedReason matched /{req.failed_matching}/",
+            actor=ctx.actor,
         )
-        if not move.moved:
-            raise Refused(move.problem or f"job {req.job_id} was not moved")
-        return QuarantineReply(queue=req.queue, dlq=ctx.settings.dlq_name(req.queue), move=move)
-    if req.failed_matching is None:  # pragma: no cover - excluded by the validator
-        raise UsageError("--failed-matching is required")
-    result = await ctx.queues.quarantine_matching(
-        req.queue,
-        re.compile(req.failed_matching),
-        limit=req.limit,
-        reason=req.reason or f"failedReason matched /{req.failed_matching}/",
-        actor=ctx.actor,
-    )
-    return BulkQuarantineReply(result=result)
+        return BulkQuarantineReply(result=result)
+    if req.job_id is None or req.reason is None:  # the request's validator rules this out
+        raise UsageError(f"give a JOB_ID and --reason (usage: {USAGE})")
+    move = await ctx.queues.quarantine(req.queue, req.job_id, reason=req.reason, actor=ctx.actor)
+    if not move.moved:
+        raise Refused(move.problem or f"job {req.job_id} was not moved")
+    return QuarantineReply(queue=req.queue, dlq=ctx.settings.dlq_name(req.queue), move=move)
 
 
 register(
