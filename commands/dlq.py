@@ -44,13 +44,14 @@ class DlqReplayRequest(Request):
 
 class DlqListReply(Reply):
     listing: DlqListing
+    heading: str = "newest first"
 
     def view(self) -> list[Block]:
         li = self.listing
         if not li.entries:
             return [Note(mark=Mark.INFO, text=f"'{li.dlq}' is empty")]
         return [
-            Note(mark=Mark.INFO, text=f"'{li.dlq}' holds {li.depth} job(s); newest first"),
+            Note(mark=Mark.INFO, text=f"'{li.dlq}' holds {li.depth} job(s); {self.heading}"),
             Table(
                 columns=["job", "name", "from", "by", "when", "why"],
                 rows=[
@@ -156,6 +157,14 @@ async def run_show(req: DlqShowRequest, ctx: CommandContext) -> DlqShowReply:
 
 async def run_replay(req: DlqReplayRequest, ctx: CommandContext) -> DlqReplayReply:
     return DlqReplayReply(result=await ctx.queues.dlq_replay(req.queue, count=req.count))
+
+
+async def preview_replay(req: DlqReplayRequest, ctx: CommandContext) -> DlqListReply:
+    listing = await ctx.queues.dlq_list(req.queue, limit=req.count, oldest_first=True)
+    return DlqListReply(
+        listing=listing,
+        heading=f"replay would put these {len(listing.entries)} back into '{req.queue}'",
+    )
 
 
 register(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 from collections.abc import Sequence
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -17,6 +18,19 @@ from bot.config import validate_queue_name
 from bot.errors import UsageError
 
 Req = TypeVar("Req", bound=BaseModel)
+
+# Chat clients turn straight quotes into curly ones; a person means the straight ones.
+_CURLY_QUOTES = str.maketrans(
+    {"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'"}
+)
+
+
+def split_line(text: str) -> list[str]:
+    """A typed line to words, the way a shell splits them (`--reason "bad pdf"` is 2 words)."""
+    try:
+        return shlex.split(text.translate(_CURLY_QUOTES))
+    except ValueError as err:
+        raise UsageError(f"could not read the words: {err} (check the quotes)") from None
 
 
 class WordParser(argparse.ArgumentParser):

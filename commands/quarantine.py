@@ -86,6 +86,51 @@ class BulkQuarantineReply(Reply):
         return blocks
 
 
+class BulkPreviewReply(Reply):
+    queue: str
+    dlq: str
+    pattern: str
+    limit: int
+    read: int
+    matches: list[tuple[str, str]]
+
+    def view(self) -> list[Block]:
+        more = " (the --limit)" if len(self.matches) >= self.limit else ""
+        blocks: list[Block] = [
+            Note(
+                mark=Mark.WARN if self.matches else Mark.INFO,
+                text=f"would move {len(self.matches)}{more} failed job(s) matching "
+                f"/{self.pattern}/ from '{self.queue}' to '{self.dlq}' "
+                f"({self.read} failed jobs read)",
+            )
+        ]
+        if self.matches:
+            blocks.append(
+                Table(
+                    columns=["job", "failed because"],
+                    rows=[
+                        Row(cells=[i, r.splitlines()[0] if r else ""]) for i, r in self.matches[:15]
+                    ],
+                )
+            )
+        return blocks
+
+
+async def preview(req: QuarantineRequest, ctx: CommandContext) -> BulkPreviewReply:
+    pattern = req.failed_matching or ""
+    matches, read = await ctx.queues.find_failed_matching(
+        req.queue, re.compile(pattern), limit=req.limit
+    )
+    return BulkPreviewReply(
+        queue=req.queue,
+        dlq=ctx.settings.dlq_name(req.queue),
+        pattern=pattern,
+        limit=req.limit,
+        read=read,
+        matches=matches,
+    )
+
+
 def parse(words: Sequence[str]) -> QuarantineRequest:
     parser = WordParser("quarantine", USAGE)
     parser.add_argument("queue")
@@ -123,6 +168,8 @@ register(
         role=Role.OPERATOR,
         parse=parse,
         run=run,
+        confirm=lambda req: req.failed_matching is not None,
+        preview=preview,
         examples=(
             'quarantine batch-jobs 1234 --reason "crashes the PDF renderer"',
             'quarantine batch-jobs --failed-matching "ECONNRESET" --limit 500',

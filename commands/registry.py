@@ -16,8 +16,20 @@ from commands.context import CommandContext
 from commands.reply import Reply
 
 
+def never(request: Any) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class Command:
+    """One command: how to parse its words, who may run it, and what it does.
+
+    `confirm(request)` says whether this request needs a person to confirm it first (bulk
+    quarantine, replay); `preview` then shows what would happen, changing nothing. Chat
+    transports (Slack, the shell) ask; the terminal CLI runs at once unless the command
+    is marked `confirm_in_terminal` (deployment changes).
+    """
+
     name: str
     usage: str
     summary: str
@@ -25,6 +37,9 @@ class Command:
     parse: Callable[[Sequence[str]], Any]
     run: Callable[[Any, CommandContext], Awaitable[Reply]]
     examples: tuple[str, ...] = field(default_factory=tuple)
+    confirm: Callable[[Any], bool] = never
+    preview: Callable[[Any, CommandContext], Awaitable[Reply]] | None = None
+    confirm_in_terminal: bool = False
 
 
 _COMMANDS: dict[str, Command] = {}

@@ -1,49 +1,122 @@
-"""Run a command from its words: resolve, check the role, parse, run, and turn every
-failure into an ErrorReply with its exit code. The one path all transports share."""
+"""Run a command from its words: resolve, check the role, parse, confirm, run, and turn
+every failure into an ErrorReply with its exit code. The one path all transports share."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
+from pydantic import SerializeAsAny
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.errors import QueueOpsError
 from commands.context import CommandContext
-from commands.registry import resolve
+from commands.registry import Command, resolve
 from commands.reply import ErrorReply, Reply
+from commands.view import Block, Mark, Note
 
 log = logging.getLogger(__name__)
 
+Gate = Callable[[Command, CommandContext], Awaitable[None]]
+"""Called once the command and role are known, before it runs; raises QueueOpsError to
+stop it (the Slack transport's per-user rate limit)."""
 
-async def execute(words: Sequence[str], ctx: CommandContext) -> Reply:
+
+class ConfirmationNeeded(Reply):
+    """The command would act on many jobs: here is what it would do; ask a person first."""
+
+    ok: bool = True
+    command: str
+    words: list[str]
+    preview: SerializeAsAny[Reply]
+
+    def view(self) -> list[Block]:
+        return [
+            *self.preview.view(),
+            Note(mark=Mark.WARN, text=f"Nothing has changed yet. Confirm to run: {self.command}"),
+        ]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run produced, for the transport (reply), metrics and audit (the rest)."""
+
+    command: str | None
+    reply: Reply
+    seconds: float
+    redis_error: bool = False
+
+    @property
+    def label(self) -> str:
+        if isinstance(self.reply, ConfirmationNeeded):
+            return "confirm"
+        return "ok" if self.reply.ok else "error"
+
+
+async def execute(
+    words: Sequence[str],
+    ctx: CommandContext,
+    *,
+    confirmed: bool = True,
+    gate: Gate | None = None,
+) -> Outcome:
+    """Run `words`. With `confirmed=False`, a command that wants confirmation returns a
+    ConfirmationNeeded preview instead of acting."""
+    started = time.perf_counter()
+    command: Command | None = None
+
+    def done(reply: Reply, *, redis_error: bool = False) -> Outcome:
+        return Outcome(
+            command=command.name if command else None,
+            reply=reply,
+            seconds=time.perf_counter() - started,
+            redis_error=redis_error,
+        )
+
     try:
         command, rest = resolve(words)
         if command.role > ctx.role:
-            return ErrorReply(
-                message=(
-                    f"'{command.name}' needs the {command.role.label} role; {ctx.actor} has "
-                    f"{ctx.role.label} (granted by QUEUEOPS_ROLES)"
-                ),
-                exit_code=1,
+            return done(
+                ErrorReply(
+                    message=(
+                        f"'{command.name}' needs the {command.role.label} role; {ctx.actor} "
+                        f"has {ctx.role.label} (granted by QUEUEOPS_ROLES)"
+                    )
+                )
             )
+        if gate is not None:
+            await gate(command, ctx)
         request = command.parse(rest)
-        return await command.run(request, ctx)
+        if not confirmed and command.preview is not None and command.confirm(request):
+            preview = await command.preview(request, ctx)
+            return done(
+                ConfirmationNeeded(command=" ".join(words), words=list(words), preview=preview)
+            )
+        return done(await command.run(request, ctx))
     except QueueOpsError as err:
-        return ErrorReply(message=str(err), exit_code=err.exit_code)
+        return done(ErrorReply(message=str(err), exit_code=err.exit_code))
     except (RedisConnectionError, RedisTimeoutError, OSError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return ErrorReply(
-            message=f"Redis unreachable at {ctx.settings.redis_location()} (REDIS_URL): {reason}"
+        location = ctx.settings.redis_location()
+        return done(
+            ErrorReply(message=f"Redis unreachable at {location} (REDIS_URL): {reason}"),
+            redis_error=True,
         )
     except ResponseError as err:
-        return ErrorReply(
-            message=f"Redis at {ctx.settings.redis_location()} refused the command: {err}"
+        location = ctx.settings.redis_location()
+        return done(
+            ErrorReply(message=f"Redis at {location} refused the command: {err}"),
+            redis_error=True,
         )
     except RedisError as err:
-        return ErrorReply(
-            message=f"Redis at {ctx.settings.redis_location()} answered unexpectedly "
-            f"(is it a Redis server?): {err}"
+        return done(
+            ErrorReply(
+                message=f"Redis at {ctx.settings.redis_location()} answered unexpectedly "
+                f"(is it a Redis server?): {err}"
+            ),
+            redis_error=True,
         )

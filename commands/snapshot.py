@@ -20,6 +20,7 @@ USAGE = "snapshot [QUEUE ...]"
 BACKLOG_DEPTH = 1000
 BACKLOG_AGE_MS = 5 * 60_000
 FAILING_RATIO = 0.05
+FAILING_MIN = 5  # a ratio over 3 finished jobs says little
 
 
 class SnapshotRequest(Request):
@@ -32,7 +33,7 @@ def queue_mark(q: QueueSnapshot) -> Mark:
     if q.is_paused:
         return Mark.PAUSED
     finished = c["failed"] + c["completed"]
-    if c["failed"] and c["failed"] / finished >= FAILING_RATIO:
+    if c["failed"] >= FAILING_MIN and c["failed"] / finished >= FAILING_RATIO:
         return Mark.FAILING
     depth = c["waiting"] + c["prioritized"] + c["paused"]
     age = q.oldest_waiting_age_ms or 0
@@ -61,6 +62,7 @@ class SnapshotReply(Reply):
                     "queue",
                     "status",
                     "waiting",
+                    "paused",
                     "active",
                     "delayed",
                     "prio",
@@ -80,6 +82,7 @@ class SnapshotReply(Reply):
                                 str(q.counts[s])
                                 for s in (
                                     "waiting",
+                                    "paused",
                                     "active",
                                     "delayed",
                                     "prioritized",

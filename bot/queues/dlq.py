@@ -73,10 +73,14 @@ def entry_from_hash(job_id: str, fields: Mapping[str, str]) -> DlqEntry:
     )
 
 
-async def dlq_list(store: QueueStore, queue: str, *, limit: int = 20) -> DlqListing:
-    """The newest `limit` quarantined jobs: one ZREVRANGE and one pipelined HGETALL batch."""
+async def dlq_list(
+    store: QueueStore, queue: str, *, limit: int = 20, oldest_first: bool = False
+) -> DlqListing:
+    """The newest (or oldest: the next to replay) `limit` quarantined jobs: one range read
+    and one pipelined HGETALL batch."""
     dlq = store.dlq_keys(queue)
-    ids = [str(i) for i in await store.redis.zrevrange(dlq.key("failed"), 0, limit - 1)]
+    read = store.redis.zrange if oldest_first else store.redis.zrevrange
+    ids = [str(i) for i in await read(dlq.key("failed"), 0, limit - 1)]
     async with store.redis.pipeline(transaction=False) as pipe:
         pipe.zcard(dlq.key("failed"))
         for job_id in ids:

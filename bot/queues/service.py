@@ -114,9 +114,11 @@ class QueueService:
             checkpoint=checkpoint,
         )
 
-    async def dlq_list(self, queue: str, *, limit: int = 20) -> DlqListing:
+    async def dlq_list(
+        self, queue: str, *, limit: int = 20, oldest_first: bool = False
+    ) -> DlqListing:
         await self.require_queue(queue)
-        return await dlq.dlq_list(self.store, queue, limit=limit)
+        return await dlq.dlq_list(self.store, queue, limit=limit, oldest_first=oldest_first)
 
     async def dlq_show(self, queue: str, job_id: str) -> DlqEntry:
         await self.require_queue(queue)
