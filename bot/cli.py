@@ -13,15 +13,17 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from contextlib import suppress
 
+from bot.audit import AuditLog
 from bot.config import Settings, load_settings
+from bot.dispatch import Dispatcher
 from bot.errors import ConfigError
 from bot.queues.service import QueueService
 from bot.redis_client import make_redis
 from bot.render_text import render_text
-from commands.context import CommandContext
+from bot.roles import Role
 from commands.reply import ErrorReply, Reply
-from commands.runner import execute
 
 
 def _actor() -> str:
@@ -32,14 +34,21 @@ def _actor() -> str:
 
 
 async def run_words(words: Sequence[str], settings: Settings) -> Reply:
-    """Run one command against the configured Redis and close the connection after."""
+    """Run one command against the configured Redis and close the connection after.
+
+    The terminal is trusted (it holds the Redis credentials): admin role, no rate limit,
+    no confirmation for chat-confirmed commands; the audit trail records it all the same.
+    """
     redis = make_redis(settings, client_name="queueops-cli")
     try:
         service = QueueService(
             redis, prefix=settings.prefix, dlq_suffix=settings.dlq_suffix, queues=settings.queues
         )
-        ctx = CommandContext(queues=service, settings=settings, actor=_actor())
-        return await execute(words, ctx)
+        dispatcher = Dispatcher(
+            service, settings, audit=AuditLog(redis, f"{settings.state_prefix}:audit")
+        )
+        outcome = await dispatcher.run(words, actor=_actor(), role=Role.ADMIN, transport="cli")
+        return outcome.reply
     finally:
         await redis.aclose()
 
@@ -57,15 +66,32 @@ def emit(reply: Reply, *, as_json: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `queueops snapshot | head`: the reader left; so do we, quietly
+        with suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
     words = [a for a in args if a != "--json"]
     if not words or words[0] in ("-h", "--help"):
         words = ["help"]
+    if words[0] == "shell":
+        from bot.shell import main as shell_main
+
+        return shell_main(args[args.index("shell") + 1 :])
     try:
         settings = load_settings()
     except ConfigError as err:
         return emit(ErrorReply(message=f"configuration: {err}", exit_code=2), as_json=as_json)
+    if words[0] == "serve":
+        from bot.http_app import serve
+
+        return serve(settings)
     try:
         reply = asyncio.run(run_words(words, settings))
     except KeyboardInterrupt:

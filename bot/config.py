@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     )
     worker_mode_dotenv: Path | None = Field(None, validation_alias="WORKER_MODE_DOTENV")
     port: int = Field(3000, ge=1, le=65535, validation_alias="PORT")
+    audit_channel: str | None = Field(None, validation_alias="AUDIT_CHANNEL")
+    state_prefix: str = Field("queueops", validation_alias="QUEUEOPS_STATE_PREFIX")
+    operator_rate_per_minute: int = Field(
+        12, ge=1, le=10_000, validation_alias="QUEUEOPS_OPERATOR_RATE"
+    )
 
     @field_validator("redis_url")
     @classmethod
@@ -106,7 +111,14 @@ class Settings(BaseSettings):
                 validate_queue_name(name)
         return value
 
-    @field_validator("prefix")
+    @field_validator("audit_channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[CGD][A-Z0-9]{2,}$", value):
+            raise ValueError(f"'{value}' is not a Slack channel id (C…, G…)")
+        return value
+
+    @field_validator("prefix", "state_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
         if not value or ":" in value or " " in value:
@@ -156,6 +168,13 @@ class Settings(BaseSettings):
 
     def dlq_name(self, queue: str) -> str:
         return f"{queue}{self.dlq_suffix}"
+
+    @property
+    def slack_enabled(self) -> bool:
+        """HTTP mode needs the bot token and the signing secret; Socket Mode the app token."""
+        return self.slack_bot_token is not None and (
+            self.slack_signing_secret is not None or self.slack_app_token is not None
+        )
 
     def redis_location(self) -> str:
         """host:port (or the socket path) for error messages; never the password."""

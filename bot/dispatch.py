@@ -1,0 +1,114 @@
+"""The Dispatcher: how every transport runs a command.
+
+It builds the command's context for the person asking, applies the per-user rate limit to
+commands that change things, runs the command, and records metrics and the audit trail.
+It also knows how many commands are in flight, so `serve` can let them finish on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from bot import metrics
+from bot.audit import AuditEntry, AuditLog, redact_text, redact_words
+from bot.config import Settings
+from bot.errors import Refused
+from bot.queues.service import QueueService
+from bot.ratelimit import RateLimiter
+from bot.roles import Role
+from commands.context import CommandContext
+from commands.registry import Command
+from commands.runner import Outcome, execute
+
+
+@dataclass
+class Dispatcher:
+    service: QueueService
+    settings: Settings
+    audit: AuditLog | None = None
+    limiter: RateLimiter | None = None
+    _in_flight: int = field(default=0, init=False)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+
+    def __post_init__(self) -> None:
+        self._idle.set()
+
+    async def run(
+        self,
+        words: Sequence[str],
+        *,
+        actor: str,
+        role: Role,
+        transport: str,
+        channel: str | None = None,
+        confirmed: bool = True,
+    ) -> Outcome:
+        ctx = CommandContext(queues=self.service, settings=self.settings, actor=actor, role=role)
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            outcome = await execute(words, ctx, confirmed=confirmed, gate=self._gate)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+        name = outcome.command or "unknown"
+        metrics.COMMANDS.labels(name, outcome.label, transport).inc()
+        metrics.COMMAND_SECONDS.labels(name).observe(outcome.seconds)
+        if outcome.redis_error:
+            metrics.REDIS_ERRORS.inc()
+        if self.audit is not None:
+            message = getattr(outcome.reply, "message", None)
+            await self.audit.record(
+                AuditEntry(
+                    at_ms=AuditLog.now_ms(),
+                    actor=actor,
+                    role=role.label,
+                    transport=transport,
+                    channel=channel,
+                    words=redact_words(words),
+                    command=outcome.command,
+                    outcome=outcome.label,
+                    message=redact_text(message) if message else None,
+                    duration_ms=int(outcome.seconds * 1000),
+                ),
+                redis_down=outcome.redis_error,
+            )
+        return outcome
+
+    async def _gate(self, command: Command, ctx: CommandContext) -> None:
+        if self.limiter is None or command.role < Role.OPERATOR:
+            return
+        wait = await self.limiter.wait_seconds(ctx.actor)
+        if wait:
+            raise Refused(
+                f"slow down: at most {self.limiter.per_minute} operator commands a minute "
+                f"per person; try again in {wait} s"
+            )
+
+    @asynccontextmanager
+    async def tracking(self) -> AsyncIterator[None]:
+        """Count work in flight (a command, and the reply a transport sends after it)."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def wait_idle(self, grace_s: float) -> bool:
+        """Wait until no command runs (for a clean shutdown); False if time ran out."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+            return True
+        except TimeoutError:
+            return False
