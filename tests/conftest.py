@@ -25,9 +25,9 @@ NodeCall = Callable[..., Awaitable[Any]]
 
 
 async def delete_prefix(client: aioredis.Redis, prefix: str) -> None:
-    """Delete every key under `prefix:` with SCAN (never KEYS on a shared Redis)."""
+    """Delete every key starting with `prefix` (queues and queueops state) with SCAN."""
     batch: list[Any] = []
-    async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
         batch.append(key)
         if len(batch) >= 500:
             await client.delete(*batch)

@@ -1,0 +1,224 @@
+"""`queueops serve`: one aiohttp app on one event loop: Slack (HTTP or Socket Mode), health,
+readiness and metrics. Later issues plug in alert intake and the drain cron here.
+
+Nothing here polls: /healthz touches nothing, /readyz checks Redis and Slack only when asked
+(and caches the answer briefly, so a platform health check cannot burn the Redis budget),
+and an idle process sends no Redis command at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.audit import AuditEntry, AuditLog
+from bot.config import Settings
+from bot.dispatch import Dispatcher
+from bot.queues.service import QueueService
+from bot.ratelimit import RateLimiter
+from bot.redis_client import make_redis
+from bot.slack.app import SlackHandlers, build_bolt_app
+from bot.slack.blocks import escape
+from bot.slack.confirmations import Confirmations
+from bot.slack.roles import RoleResolver, slack_error
+
+log = logging.getLogger("queueops.serve")
+
+READY_CACHE_S = 15.0
+SHUTDOWN_GRACE_S = 25.0
+MAX_BODY = 1024 * 1024
+
+
+def slack_client(settings: Settings) -> AsyncWebClient:
+    """The Web API client: SLACK_API_URL, and slack_sdk's retry handlers for 429 (honouring
+    Retry-After), 5xx and dropped connections."""
+    token = settings.slack_bot_token
+    base = (
+        settings.slack_api_url
+        if settings.slack_api_url.endswith("/")
+        else (settings.slack_api_url + "/")
+    )
+    client = AsyncWebClient(token=token.get_secret_value() if token else None, base_url=base)
+    client.retry_handlers.extend(
+        [
+            AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        ]
+    )
+    return client
+
+
+@dataclass
+class Readiness:
+    """GET /readyz: Redis answers PING and Slack answers auth.test, cached for a few seconds."""
+
+    redis: Redis
+    client: AsyncWebClient | None
+    _at: float = field(default=-1e9, init=False)
+    _result: tuple[bool, dict[str, str]] = field(default=(False, {}), init=False)
+
+    async def check(self) -> tuple[bool, dict[str, str]]:
+        if time.monotonic() - self._at < READY_CACHE_S:
+            return self._result
+        parts: dict[str, str] = {}
+        try:
+            await self.redis.ping()
+            parts["redis"] = "ok"
+        except (RedisError, OSError) as err:
+            parts["redis"] = f"unreachable: {err}"
+        if self.client is None:
+            parts["slack"] = "off"
+        else:
+            try:
+                await self.client.auth_test()
+                parts["slack"] = "ok"
+            except SlackApiError as err:
+                parts["slack"] = f"auth.test failed: {slack_error(err)}"
+            except Exception as err:  # network: aiohttp's errors, timeouts
+                parts["slack"] = f"unreachable: {type(err).__name__}: {err}"
+        ok = all(v in ("ok", "off") for v in parts.values())
+        self._at, self._result = time.monotonic(), (ok, parts)
+        return self._result
+
+
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+READINESS = web.AppKey("readiness", Readiness)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ok, parts = await request.app[READINESS].check()
+    return web.json_response({"ok": ok, **parts}, status=200 if ok else 503)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _slack_events(bolt: AsyncApp) -> Any:
+    async def handle(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    return handle
+
+
+def _audit_to_channel(client: AsyncWebClient, channel: str) -> Any:
+    async def post(entry: AuditEntry) -> None:
+        where = f" in <#{entry.channel}>" if entry.channel else ""
+        await client.chat_postMessage(
+            channel=channel,
+            text=f"{escape(entry.actor)} ({entry.role}, {entry.transport}){where}: "
+            f"`{escape(entry.words)}` → {entry.outcome}"
+            + (f": {escape(entry.message)}" if entry.message else "")
+            + f" ({entry.duration_ms} ms)",
+        )
+
+    return post
+
+
+async def build_app(settings: Settings) -> web.Application:
+    redis = make_redis(settings, client_name="queueops-serve")
+    service = QueueService(
+        redis, prefix=settings.prefix, dlq_suffix=settings.dlq_suffix, queues=settings.queues
+    )
+    audit = AuditLog(redis, f"{settings.state_prefix}:audit")
+    limiter = RateLimiter(
+        redis, settings.state_prefix, per_minute=settings.operator_rate_per_minute
+    )
+    dispatcher = Dispatcher(service, settings, audit=audit, limiter=limiter)
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app[DISPATCHER] = dispatcher
+
+    client: AsyncWebClient | None = None
+    socket_handler: Any = None
+    if settings.slack_enabled:
+        client = slack_client(settings)
+        handlers = SlackHandlers(
+            dispatcher,
+            Confirmations(redis, settings.state_prefix),
+            RoleResolver(settings.roles, client),
+        )
+        bolt = build_bolt_app(settings, handlers, client)
+        if settings.audit_channel:
+            audit.listeners.append(_audit_to_channel(client, settings.audit_channel))
+        if settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            socket_handler = AsyncSocketModeHandler(
+                bolt, settings.slack_app_token.get_secret_value()
+            )
+            log.info("Slack: Socket Mode")
+        else:
+            app.router.add_post("/slack/events", _slack_events(bolt))
+            log.info("Slack: HTTP mode at POST /slack/events")
+    else:
+        log.info(
+            "Slack is off: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP mode) or "
+            "SLACK_APP_TOKEN (Socket Mode) to turn it on"
+        )
+    app[READINESS] = Readiness(redis, client)
+
+    async def start_socket_mode(app: web.Application) -> None:
+        if socket_handler is not None:
+            await socket_handler.connect_async()
+
+    async def finish_work(app: web.Application) -> None:
+        """SIGTERM: stop taking requests (aiohttp), let commands in flight finish."""
+        if dispatcher.in_flight:
+            log.info("shutdown: waiting for %d command(s) in flight", dispatcher.in_flight)
+        if not await dispatcher.wait_idle(SHUTDOWN_GRACE_S):
+            log.warning(
+                "shutdown: %d command(s) still running after %.0f s; each is safe to stop mid-way",
+                dispatcher.in_flight,
+                SHUTDOWN_GRACE_S,
+            )
+        if socket_handler is not None:
+            await socket_handler.close_async()
+
+    async def close_connections(app: web.Application) -> None:
+        await redis.aclose()
+        if client is not None and client.session is not None:
+            await client.session.close()
+
+    app.on_startup.append(start_socket_mode)
+    app.on_shutdown.append(finish_work)
+    app.on_cleanup.append(close_connections)
+    return app
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; aiohttp turns either into a graceful shutdown."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log.info(
+        "queueops serve on :%d, Redis %s, BullMQ prefix '%s'",
+        settings.port,
+        settings.redis_location(),
+        settings.prefix,
+    )
+    web.run_app(build_app(settings), port=settings.port, print=None, shutdown_timeout=30)
+    return 0

@@ -1,0 +1,197 @@
+"""The Bolt app: `/queue <words>` and the Confirm / Cancel buttons.
+
+Bolt acks the slash command at once (process_before_response=False runs the listener after
+the ack), the command runs through the Dispatcher, and the reply goes back through
+`respond` (the command's response_url). Results are posted in the channel; errors and
+`help` only to the person who asked.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.audit import AuditEntry, AuditLog, redact_text
+from bot.config import Settings
+from bot.dispatch import Dispatcher
+from bot.errors import UsageError
+from bot.roles import Role
+from bot.slack.blocks import as_dicts, confirm_buttons, fallback_text, render_blocks
+from bot.slack.confirmations import Confirmations, Pending
+from bot.slack.roles import RoleResolver
+from bot.slack.words import split_words
+from commands.reply import ErrorReply, Reply
+from commands.runner import ConfirmationNeeded
+from commands.view import Mark, Note
+
+log = logging.getLogger(__name__)
+
+PRIVATE_COMMANDS = {"help"}
+
+
+class SlackHandlers:
+    """The listeners, as methods, so they can be read (and tested) apart from Bolt."""
+
+    def __init__(
+        self, dispatcher: Dispatcher, confirmations: Confirmations, roles: RoleResolver
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.confirmations = confirmations
+        self.roles = roles
+
+    async def on_queue(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        await ack()
+        async with self.dispatcher.tracking():
+            user = command["user_id"]
+            channel = command.get("channel_id")
+            try:
+                words = split_words(command.get("text") or "") or ["help"]
+            except UsageError as err:
+                await self._respond(respond, ErrorReply(message=str(err), exit_code=2))
+                return
+            role = await self.roles.role_of(user)
+            outcome = await self.dispatcher.run(
+                words,
+                actor=f"slack:{user}",
+                role=role,
+                transport="slack",
+                channel=channel,
+                confirmed=False,
+            )
+            reply = outcome.reply
+            if isinstance(reply, ConfirmationNeeded):
+                token = await self.confirmations.create(
+                    Pending(words=words, requester=user, channel=channel, command=reply.command)
+                )
+                blocks = [*render_blocks(reply.view()), confirm_buttons(token, reply.command)]
+                await respond(
+                    text=fallback_text(reply.view()),
+                    blocks=as_dicts(blocks),
+                    response_type="in_channel",
+                )
+                return
+            await self._respond(respond, reply, private=outcome.command in PRIVATE_COMMANDS)
+
+    async def on_confirm(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await ack()
+        async with self.dispatcher.tracking():
+            await self._decide(body, respond, confirm=True)
+
+    async def on_cancel(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await ack()
+        async with self.dispatcher.tracking():
+            await self._decide(body, respond, confirm=False)
+
+    async def _decide(self, body: dict[str, Any], respond: Any, *, confirm: bool) -> None:
+        user = body["user"]["id"]
+        token = str(body["actions"][0].get("value", ""))
+        channel = (body.get("channel") or {}).get("id")
+        verb = "confirm" if confirm else "cancel"
+        pending = await self.confirmations.peek(token)
+        if pending is None:
+            await self._press(user, Role.ANYONE, channel, f"{verb} (expired)", "refused")
+            await self._respond(
+                respond,
+                ErrorReply(
+                    message="this confirmation has expired or was already used; run the command "
+                    "again"
+                ),
+                private=True,
+            )
+            return
+        role = await self.roles.role_of(user)
+        if user != pending.requester and role < Role.ADMIN:
+            await self._press(user, role, channel, f"{verb} {pending.command}", "refused")
+            await self._respond(
+                respond,
+                ErrorReply(message=f"only <@{pending.requester}> or an admin may {verb} this"),
+                private=True,
+            )
+            return
+        pending = await self.confirmations.take(token)
+        if pending is None:  # someone else pressed first
+            await self._respond(respond, ErrorReply(message="already handled"), private=True)
+            return
+        if not confirm:
+            await self._press(user, role, channel, f"cancel {pending.command}", "cancelled")
+            await respond(
+                replace_original=True,
+                text=f"cancelled by <@{user}>: {pending.command}",
+                blocks=as_dicts(
+                    render_blocks([Note(mark=Mark.INFO, text=f"cancelled: {pending.command}")])
+                ),
+            )
+            return
+        outcome = await self.dispatcher.run(
+            pending.words,
+            actor=f"slack:{user}",
+            role=role,
+            transport="slack",
+            channel=channel,
+            confirmed=True,
+        )
+        view = [
+            *outcome.reply.view(),
+            Note(mark=Mark.INFO, text=f"confirmed by {user}: {pending.command}"),
+        ]
+        await respond(
+            replace_original=True,
+            text=fallback_text(view),
+            blocks=as_dicts(render_blocks(view)),
+            response_type="in_channel",
+        )
+
+    async def _press(
+        self, user: str, role: Role, channel: str | None, words: str, outcome: str
+    ) -> None:
+        """Button presses that run nothing are audited too."""
+        if self.dispatcher.audit is None:
+            return
+        await self.dispatcher.audit.record(
+            AuditEntry(
+                at_ms=AuditLog.now_ms(),
+                actor=f"slack:{user}",
+                role=role.label,
+                transport="slack",
+                channel=channel,
+                words=f"[button] {words}",
+                command=None,
+                outcome=outcome,
+                duration_ms=0,
+            )
+        )
+
+    @staticmethod
+    async def _respond(respond: Any, reply: Reply, *, private: bool = False) -> None:
+        if isinstance(reply, ErrorReply):  # an error may quote the words, secrets and all
+            reply = reply.model_copy(update={"message": redact_text(reply.message)})
+        view = reply.view()
+        await respond(
+            text=fallback_text(view),
+            blocks=as_dicts(render_blocks(view)),
+            response_type="ephemeral" if private or not reply.ok else "in_channel",
+        )
+
+
+def build_bolt_app(
+    settings: Settings,
+    handlers: SlackHandlers,
+    client: AsyncWebClient,
+) -> AsyncApp:
+    """The Bolt app on `client` (which carries the bot token and SLACK_API_URL)."""
+    secret = settings.slack_signing_secret
+    app = AsyncApp(
+        client=client,
+        signing_secret=secret.get_secret_value() if secret else "",
+        # Socket Mode has no HTTP request to sign; HTTP mode must verify every request.
+        request_verification_enabled=secret is not None,
+        process_before_response=False,
+        name="queueops-slack",  # not "queueops": Bolt sets the level of a logger by that name
+    )
+    app.command("/queue")(handlers.on_queue)
+    app.action("queueops_confirm")(handlers.on_confirm)
+    app.action("queueops_cancel")(handlers.on_cancel)
+    return app

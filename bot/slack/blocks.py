@@ -1,0 +1,134 @@
+"""A reply's view as Block Kit, built with slack_sdk's block models.
+
+Slack has no table block that reads well on a phone, so a table becomes one line per row:
+the row's mark as an emoji, its first cell in bold, then `column value` pairs (zeros and
+dashes left out, they are noise at 3 a.m.).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from commands.view import Block as ViewBlock
+from commands.view import Code, Fields, Heading, Mark, Note, Table, Text
+
+MARK_EMOJI = {
+    Mark.HEALTHY: ":large_green_circle:",
+    Mark.BACKLOG: ":large_yellow_circle:",
+    Mark.FAILING: ":red_circle:",
+    Mark.PAUSED: ":double_vertical_bar:",
+    Mark.OK: ":white_check_mark:",
+    Mark.WARN: ":warning:",
+    Mark.ERROR: ":x:",
+    Mark.INFO: ":information_source:",
+}
+SECTION_LIMIT = 2900  # Slack allows 3000 characters in a section's text
+MAX_BLOCKS = 48  # of Slack's 50, two kept for buttons and a truncation note
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters (&, <, >) as entities, so data cannot ping or link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _sections(lines: Sequence[str]) -> list[Block]:
+    """Lines packed into as few sections as Slack's text limit allows."""
+    out: list[Block] = []
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        if chunk and size + len(line) + 1 > SECTION_LIMIT:
+            out.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
+            chunk, size = [], 0
+        chunk.append(line[:SECTION_LIMIT])
+        size += len(line) + 1
+    if chunk:
+        out.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
+    return out
+
+
+def _table_lines(table: Table) -> list[str]:
+    lines = []
+    for row in table.rows:
+        mark = f"{MARK_EMOJI[row.mark]} " if row.mark else ""
+        head, *rest = row.cells or [""]
+        pairs = [
+            f"{escape(col)} {escape(val)}"
+            for col, val in zip(table.columns[1:], rest, strict=False)
+            if val not in ("", "0", "-")
+        ]
+        lines.append(f"{mark}*{escape(head)}*" + (" · " + " · ".join(pairs) if pairs else ""))
+    return lines
+
+
+def render_blocks(view: Sequence[ViewBlock]) -> list[Block]:
+    blocks: list[Block] = []
+    for item in view:
+        if isinstance(item, Heading):
+            blocks.append(HeaderBlock(text=item.text[:150]))
+        elif isinstance(item, Text):
+            blocks += _sections([escape(item.text)])
+        elif isinstance(item, Note):
+            blocks += _sections([f"{MARK_EMOJI[item.mark]} {escape(item.text)}"])
+        elif isinstance(item, Fields):
+            blocks += _sections([f"*{escape(k)}*  {escape(v)}" for k, v in item.items])
+        elif isinstance(item, Table):
+            blocks += _sections(_table_lines(item))
+        elif isinstance(item, Code):
+            body = escape(item.text)[: SECTION_LIMIT - 10].replace("```", "'''")
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=f"```{body}```")))
+    if len(blocks) > MAX_BLOCKS:
+        hidden = len(blocks) - MAX_BLOCKS + 1
+        blocks = blocks[: MAX_BLOCKS - 1]
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=f"… {hidden} more block(s) cut; use the CLI for the whole reply"
+                    )
+                ]
+            )
+        )
+    return blocks
+
+
+def fallback_text(view: Sequence[ViewBlock]) -> str:
+    """The notification text Slack shows where blocks cannot be drawn."""
+    for item in view:
+        if isinstance(item, (Note, Text, Heading)):
+            return item.text[:300]
+    return "queueops"
+
+
+def confirm_buttons(token: str, command: str) -> ActionsBlock:
+    return ActionsBlock(
+        block_id="queueops_confirmation",
+        elements=[
+            ButtonElement(
+                text="Confirm",
+                action_id="queueops_confirm",
+                value=token,
+                style="danger",
+                confirm=ConfirmObject(
+                    title="Run it?", text=f"Run `{command[:200]}` now?", confirm="Run", deny="Back"
+                ),
+            ),
+            ButtonElement(text="Cancel", action_id="queueops_cancel", value=token),
+        ],
+    )
+
+
+def as_dicts(blocks: Sequence[Block]) -> list[dict[str, Any]]:
+    return [b.to_dict() for b in blocks]

@@ -1,0 +1,61 @@
+"""Who may do what in Slack: QUEUEOPS_ROLES grants, with user groups resolved through
+`usergroups.users.list` and cached briefly (membership changes rarely; Slack rate-limits)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import metrics
+from bot.roles import Role, RoleGrants
+
+log = logging.getLogger(__name__)
+
+
+def slack_error(err: SlackApiError) -> str:
+    """Slack's error code ("not_in_channel"), or the HTTP status when the body is not JSON."""
+    data = err.response.data
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    return f"HTTP {err.response.status_code}"
+
+
+GROUP_CACHE_SECONDS = 60.0
+
+
+class RoleResolver:
+    def __init__(
+        self, grants: RoleGrants, client: AsyncWebClient, *, ttl_s: float = GROUP_CACHE_SECONDS
+    ) -> None:
+        self.grants = grants
+        self.client = client
+        self.ttl_s = ttl_s
+        self._members: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def _groups(self) -> set[str]:
+        return {p for members in self.grants.grants.values() for p in members if p[0] == "S"}
+
+    async def _members_of(self, group: str) -> frozenset[str]:
+        cached = self._members.get(group)
+        if cached and time.monotonic() - cached[0] < self.ttl_s:
+            return cached[1]
+        try:
+            resp = await self.client.usergroups_users_list(usergroup=group)
+            members = frozenset(resp.get("users") or [])
+        except SlackApiError as err:
+            # Fail closed: a group we cannot read grants nothing this time.
+            metrics.SLACK_ERRORS.labels("usergroups.users.list").inc()
+            log.warning("roles: cannot read user group %s: %s", group, slack_error(err))
+            return cached[1] if cached else frozenset()
+        self._members[group] = (time.monotonic(), members)
+        return members
+
+    async def role_of(self, user_id: str) -> Role:
+        principals = {user_id}
+        for group in self._groups():
+            if user_id in await self._members_of(group):
+                principals.add(group)
+        return self.grants.role_of(principals)

@@ -1,0 +1,104 @@
+"""A stand-in for Slack's Web API and response URLs, on a real loopback HTTP server.
+
+queueops talks to it through SLACK_API_URL exactly as it would to Slack; the stand-in
+records every call so tests can assert on what Slack would have received, and answers
+with canned bodies (per method) that tests can change, including errors and 429s.
+Modelled on bolt-python's tests/mock_web_api_server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+
+@dataclass
+class Call:
+    method: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class SlackStub:
+    calls: list[Call] = field(default_factory=list)
+    responses: dict[str, Any] = field(default_factory=dict)
+    group_members: dict[str, list[str]] = field(default_factory=dict)
+    server: TestServer | None = None
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    @property
+    def api_url(self) -> str:
+        assert self.server is not None
+        return str(self.server.make_url("/api/"))
+
+    def response_url(self, name: str = "r1") -> str:
+        assert self.server is not None
+        return str(self.server.make_url(f"/respond/{name}"))
+
+    def of(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    async def wait_for(self, method: str, count: int = 1, *, within: float = 5.0) -> list[Call]:
+        async with self._changed:
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: len(self.of(method)) >= count), within
+            )
+        return self.of(method)
+
+    async def _record(self, method: str, request: web.Request) -> None:
+        raw = await request.text() if request.method == "POST" else request.query_string
+        if request.content_type == "application/json":
+            body = json.loads(raw) if raw else {}
+        else:
+            body = {k: v[0] for k, v in parse_qs(raw).items()}
+        async with self._changed:
+            self.calls.append(Call(method, body, dict(request.headers)))
+            self._changed.notify_all()
+
+    async def api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        await self._record(method, request)
+        canned = self.responses.get(method)
+        if isinstance(canned, web.Response):
+            return canned
+        if canned is not None:
+            return web.json_response(canned)
+        if method == "auth.test":
+            return web.json_response(
+                {
+                    "ok": True,
+                    "user_id": "UBOT",
+                    "team_id": "T0001",
+                    "bot_id": "B0001",
+                    "url": "https://example.slack.com/",
+                }
+            )
+        if method == "usergroups.users.list":
+            call = self.of(method)[-1]
+            group = call.body.get("usergroup", "")
+            return web.json_response({"ok": True, "users": self.group_members.get(group, [])})
+        return web.json_response({"ok": True})
+
+    async def respond(self, request: web.Request) -> web.Response:
+        await self._record(f"respond:{request.match_info['name']}", request)
+        return web.Response(text="ok")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self.api)
+        app.router.add_post("/respond/{name}", self.respond)
+        self.server = TestServer(app, host="127.0.0.1")
+        await self.server.start_server()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()

@@ -1,0 +1,367 @@
+"""The real Bolt app over real HTTP: signed requests in, Web API calls out to a stand-in
+(SLACK_API_URL) that records them. Roles, confirmations, audit, rate limit, health."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import REDIS_URL, NodeCall
+from slack_stub import SlackStub
+
+from bot.config import Settings, load_settings
+from bot.http_app import build_app
+from bot.queues.service import QueueService
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+BOT_TOKEN = "xoxb-1111-2222-abcdefghijklmnop"
+
+
+def sign(body: str, *, secret: str = SECRET, at: int | None = None) -> dict[str, str]:
+    ts = str(at if at is not None else int(time.time()))
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+@pytest_asyncio.fixture
+async def slack() -> AsyncIterator[SlackStub]:
+    stub = SlackStub()
+    await stub.start()
+    yield stub
+    await stub.close()
+
+
+MakeBot = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest_asyncio.fixture
+async def make_bot(prefix: str, slack: SlackStub) -> AsyncIterator[MakeBot]:
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(**overrides: Any) -> TestClient[Any, Any]:
+        values: dict[str, Any] = {
+            "redis_url": REDIS_URL,
+            "prefix": prefix,
+            "state_prefix": f"{prefix}-state",
+            "slack_bot_token": BOT_TOKEN,
+            "slack_signing_secret": SECRET,
+            "slack_api_url": slack.api_url,
+            "roles": "admin=UADMIN;operator=UOPS,S0OPS",
+            **overrides,
+        }
+        settings: Settings = load_settings(**values)
+        client = TestClient(TestServer(await build_app(settings), host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+async def slash(
+    bot: TestClient[Any, Any],
+    slack: SlackStub,
+    text: str,
+    *,
+    user: str = "UVIEW",
+    reply_to: str = "r1",
+    headers: dict[str, str] | None = None,
+) -> ClientResponse:
+    body = urlencode(
+        {
+            "token": "legacy",
+            "team_id": "T0001",
+            "channel_id": "C0INCIDENT",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/queue",
+            "text": text,
+            "response_url": slack.response_url(reply_to),
+            "trigger_id": "1.2.3",
+        }
+    )
+    return await bot.post("/slack/events", data=body, headers=headers or sign(body))
+
+
+async def press(
+    bot: TestClient[Any, Any],
+    slack: SlackStub,
+    action_id: str,
+    value: str,
+    *,
+    user: str,
+    reply_to: str,
+) -> ClientResponse:
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0001"},
+        "user": {"id": user},
+        "channel": {"id": "C0INCIDENT"},
+        "api_app_id": "A1",
+        "token": "legacy",
+        "trigger_id": "1.2.3",
+        "response_url": slack.response_url(reply_to),
+        "container": {"type": "message", "message_ts": "1.1", "channel_id": "C0INCIDENT"},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "b",
+                "value": value,
+                "action_ts": "1.2",
+            }
+        ],
+    }
+    body = urlencode({"payload": json.dumps(payload)})
+    return await bot.post("/slack/events", data=body, headers=sign(body))
+
+
+def text_of(body: dict[str, Any]) -> str:
+    return json.dumps(body.get("blocks", [])) + body.get("text", "")
+
+
+async def test_slash_snapshot_acks_at_once_and_replies_in_channel(
+    make_bot: MakeBot, slack: SlackStub, service: QueueService
+) -> None:
+    await service.store.bullmq("batch-jobs").add("render", {"doc": 1})
+    bot = await make_bot()
+    started = time.perf_counter()
+    resp = await slash(bot, slack, "snapshot")
+    assert resp.status == 200 and time.perf_counter() - started < 1.0
+    [reply] = await slack.wait_for("respond:r1")
+    assert reply.body["response_type"] == "in_channel"
+    assert "batch-jobs" in text_of(reply.body) and ":large_green_circle:" in text_of(reply.body)
+    assert slack.of("auth.test")  # Bolt's single-workspace authorization went to the stand-in
+
+
+async def test_bad_signature_and_stale_timestamp_are_401(
+    make_bot: MakeBot, slack: SlackStub
+) -> None:
+    bot = await make_bot()
+    body = urlencode({"command": "/queue", "text": "snapshot", "user_id": "U1"})
+    forged = await bot.post("/slack/events", data=body, headers=sign(body, secret="wrong"))
+    stale = await bot.post(
+        "/slack/events", data=body, headers=sign(body, at=int(time.time()) - 6 * 60)
+    )
+    assert (forged.status, stale.status) == (401, 401)
+    assert not slack.of("respond:r1")
+
+
+async def test_a_viewer_is_refused_and_the_job_does_not_move(
+    make_bot: MakeBot, slack: SlackStub, service: QueueService
+) -> None:
+    job = await service.store.bullmq("q").add("pdf", {"doc": 1})
+    bot = await make_bot()
+    await slash(bot, slack, f'quarantine q {job.id} --reason "bad pdf"', user="UVIEW")
+    [reply] = await slack.wait_for("respond:r1")
+    assert reply.body["response_type"] == "ephemeral"
+    assert "needs the operator role; slack:UVIEW has viewer" in text_of(reply.body)
+    assert (await service.snapshot(["q"]))[0].counts["waiting"] == 1
+
+
+async def test_an_operator_by_user_group_quarantines(
+    make_bot: MakeBot, slack: SlackStub, service: QueueService
+) -> None:
+    slack.group_members["S0OPS"] = ["UGROUPIE"]
+    job = await service.store.bullmq("q").add("pdf", {"doc": 1})
+    bot = await make_bot()
+    await slash(bot, slack, f"quarantine q {job.id} --reason “bad pdf”", user="UGROUPIE")
+    [reply] = await slack.wait_for("respond:r1")
+    assert "moved from" in text_of(reply.body), text_of(reply.body)
+    entry = await service.dlq_show("q", str(job.id))
+    assert entry.quarantined_by == "slack:UGROUPIE" and entry.quarantine_reason == "bad pdf"
+    assert [c.body["usergroup"] for c in slack.of("usergroups.users.list")] == ["S0OPS"]
+
+
+async def test_bulk_quarantine_asks_and_only_the_requester_or_an_admin_confirms_once(
+    make_bot: MakeBot,
+    slack: SlackStub,
+    service: QueueService,
+    node: NodeCall,
+    redis: aioredis.Redis,
+    prefix: str,
+) -> None:
+    await node("fail", queue="jobs", count=3, reason="ECONNRESET")
+    bot = await make_bot()
+    await slash(bot, slack, 'quarantine jobs --failed-matching "ECONN"', user="UOPS")
+    [preview] = await slack.wait_for("respond:r1")
+    assert "would move 3 failed job(s)" in text_of(preview.body)
+    [actions] = [b for b in preview.body["blocks"] if b["type"] == "actions"]
+    token = actions["elements"][0]["value"]
+    assert 0 < await redis.ttl(f"{prefix}-state:confirm:{token}") <= 300
+    assert (await service.snapshot(["jobs"]))[0].counts["failed"] == 3  # nothing moved yet
+
+    await press(bot, slack, "queueops_confirm", token, user="USTRANGER", reply_to="r2")
+    [refusal] = await slack.wait_for("respond:r2")
+    assert "only <@UOPS> or an admin may confirm" in text_of(refusal.body)
+
+    await press(bot, slack, "queueops_confirm", token, user="UOPS", reply_to="r3")
+    [done] = await slack.wait_for("respond:r3")
+    assert done.body["replace_original"] is True and "3 failed job(s)" in text_of(done.body)
+    assert (await service.dlq_list("jobs")).depth == 3
+
+    await press(bot, slack, "queueops_confirm", token, user="UOPS", reply_to="r4")
+    [again] = await slack.wait_for("respond:r4")
+    assert "expired or was already used" in text_of(again.body)
+
+
+async def test_audit_trail_in_redis_and_channel_without_secrets(
+    make_bot: MakeBot,
+    slack: SlackStub,
+    service: QueueService,
+    redis: aioredis.Redis,
+    prefix: str,
+) -> None:
+    await service.store.bullmq("q").add("pdf", {})
+    bot = await make_bot(audit_channel="CAUDIT01")
+    await slash(bot, slack, f"snapshot q --token {BOT_TOKEN}", user="UOPS")
+    [reply] = await slack.wait_for("respond:r1")
+    assert "unrecognized arguments: --token [redacted]" in text_of(reply.body)
+    [posted] = await slack.wait_for("chat.postMessage")
+    rows = await redis.xrange(f"{prefix}-state:audit")
+    assert len(rows) == 1
+    entry = rows[0][1]
+    assert entry["actor"] == "slack:UOPS" and entry["channel"] == "C0INCIDENT"
+    assert entry["command"] == "snapshot" and entry["outcome"] == "error"  # unknown --token
+    assert posted.body["channel"] == "CAUDIT01"
+    everything = json.dumps([c.body for c in slack.calls]) + json.dumps(rows)
+    assert BOT_TOKEN not in everything and "[redacted]" in entry["words"]
+
+
+async def test_operator_commands_are_rate_limited_per_person(
+    make_bot: MakeBot, slack: SlackStub, service: QueueService
+) -> None:
+    await service.store.bullmq("q").add("pdf", {})
+    bot = await make_bot(operator_rate_per_minute=2)
+    for n in range(3):
+        await slash(bot, slack, "pause q", user="UOPS", reply_to=f"p{n}")
+    replies = [(await slack.wait_for(f"respond:p{n}"))[0] for n in range(3)]
+    assert "slow down: at most 2 operator commands a minute" in text_of(replies[2].body)
+    await slash(bot, slack, "snapshot q", user="UOPS", reply_to="s")  # viewers are not limited
+    assert "slow down" not in text_of((await slack.wait_for("respond:s"))[0].body)
+
+
+async def test_health_readiness_and_metrics(
+    make_bot: MakeBot, slack: SlackStub, service: QueueService
+) -> None:
+    bot = await make_bot()
+    assert (await (await bot.get("/healthz")).json()) == {"ok": True}
+    ready = await bot.get("/readyz")
+    assert ready.status == 200 and await ready.json() == {"ok": True, "redis": "ok", "slack": "ok"}
+    await slash(bot, slack, "help")
+    await slack.wait_for("respond:r1")
+    metrics = await (await bot.get("/metrics")).text()
+    assert 'queueops_commands_total{command="help",outcome="ok",transport="slack"}' in metrics
+
+    down = await make_bot(redis_url="redis://127.0.0.1:1/0", slack_api_url="http://127.0.0.1:1/")
+    not_ready = await down.get("/readyz")
+    body = await not_ready.json()
+    assert not_ready.status == 503 and body["redis"].startswith("unreachable")
+    assert body["slack"].startswith("unreachable")
+
+
+async def test_serve_without_slack_credentials_still_serves_health(
+    make_bot: MakeBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    bot = await make_bot(slack_bot_token=None, slack_signing_secret=None)
+    assert (await bot.get("/healthz")).status == 200
+    assert (await bot.post("/slack/events", data="x")).status == 404
+    assert any("Slack is off" in r.message for r in caplog.records)
+    assert (await (await bot.get("/readyz")).json())["slack"] == "off"
+
+
+# Web API methods the code may call, and the bot scopes each needs (api.slack.com/methods).
+SCOPES_BY_METHOD: dict[str, set[str]] = {
+    "auth.test": set(),
+    "chat.postMessage": {"chat:write"},
+    "chat.update": {"chat:write"},
+    "usergroups.users.list": {"usergroups:read"},
+    "conversations.create": {"channels:manage"},
+    "conversations.invite": {"channels:manage"},
+    "conversations.setTopic": {"channels:manage"},
+    "conversations.archive": {"channels:manage"},
+    "pins.add": {"pins:write"},
+    "bookmarks.add": {"bookmarks:write"},
+    "files.getUploadURLExternal": {"files:write"},
+    "files.completeUploadExternal": {"files:write"},
+}
+
+
+def web_api_methods_called() -> set[str]:
+    """Every AsyncWebClient method the code calls, as Slack method names."""
+    import re
+    from pathlib import Path
+
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    known = {name for name in dir(AsyncWebClient) if not name.startswith("_")}
+    root = Path(__file__).resolve().parent.parent
+    called = set()
+    for source in [
+        *root.glob("bot/**/*.py"),
+        *root.glob("commands/**/*.py"),
+        *root.glob("scheduler/**/*.py"),
+    ]:
+        for name in re.findall(r"\.([a-z]+_[A-Za-z_]+)\(", source.read_text()):
+            if name in known:
+                called.add(name.replace("_", "."))
+    return called
+
+
+def load_manifest() -> dict[str, Any]:
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parent.parent / "manifest.yml").read_text()
+    manifest: dict[str, Any] = yaml.safe_load(text)
+    return manifest
+
+
+def test_manifest_scopes_are_exactly_what_the_code_calls() -> None:
+    manifest = load_manifest()
+    methods = web_api_methods_called()
+    assert "chat.postMessage" in methods and "usergroups.users.list" in methods
+    unknown = methods - set(SCOPES_BY_METHOD)
+    assert not unknown, f"add the scopes of {unknown} to SCOPES_BY_METHOD and manifest.yml"
+    needed = set().union(*(SCOPES_BY_METHOD[m] for m in methods)) | {"commands"}
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == needed
+
+
+async def test_every_manifest_command_has_a_handler(make_bot: MakeBot, slack: SlackStub) -> None:
+    manifest = load_manifest()
+    bot = await make_bot()
+    commands = [c["command"] for c in manifest["features"]["slash_commands"]]
+    assert commands == ["/queue"]
+    for n, command in enumerate(commands):
+        body = urlencode(
+            {
+                "command": command,
+                "text": "help",
+                "user_id": "U1",
+                "team_id": "T1",
+                "channel_id": "C1",
+                "response_url": slack.response_url(f"m{n}"),
+            }
+        )
+        assert (await bot.post("/slack/events", data=body, headers=sign(body))).status == 200
+        [reply] = await slack.wait_for(f"respond:m{n}")
+        assert "snapshot [QUEUE ...]" in text_of(reply.body)
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
