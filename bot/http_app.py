@@ -8,6 +8,7 @@ and an idle process sends no Redis command at all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -181,9 +182,21 @@ async def build_app(settings: Settings) -> web.Application:
         )
     app[READINESS] = Readiness(redis, client)
 
+    socket_task: list[asyncio.Task[None]] = []
+
+    async def connect_socket_mode() -> None:
+        """Connect in the background: Slack being unreachable at start must not keep health,
+        metrics and the cron from serving. slack_sdk's client retries and reconnects on its
+        own (and logs each failure); this only reports what it could not recover from."""
+        try:
+            await socket_handler.connect_async()
+        except Exception as err:
+            reason = slack_error(err) if isinstance(err, SlackApiError) else repr(err)
+            log.error("Slack: Socket Mode gave up connecting: %s", reason)
+
     async def start_socket_mode(app: web.Application) -> None:
         if socket_handler is not None:
-            await socket_handler.connect_async()
+            socket_task.append(asyncio.create_task(connect_socket_mode()))
 
     async def finish_work(app: web.Application) -> None:
         """SIGTERM: stop taking requests (aiohttp), let commands in flight finish."""
@@ -195,6 +208,8 @@ async def build_app(settings: Settings) -> web.Application:
                 dispatcher.in_flight,
                 SHUTDOWN_GRACE_S,
             )
+        for task in socket_task:
+            task.cancel()
         if socket_handler is not None:
             await socket_handler.close_async()
 

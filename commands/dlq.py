@@ -198,5 +198,7 @@ register(
         parse=parse_replay,
         run=run_replay,
         examples=("dlq replay batch-jobs --count 10",),
+        confirm=lambda req: True,
+        preview=preview_replay,
     )
 )

@@ -36,7 +36,9 @@ class Run:
 
 async def queueops(*args: str, **env: str) -> Run:
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("QUEUEOPS_")}
-    full_env = {**inherited, "REDIS_URL": REDIS_URL, **env}
+    # queueops' own keys (the audit stream) go under the test's prefix too, to be cleaned up.
+    state = {"QUEUEOPS_STATE_PREFIX": f"{env.get('QUEUEOPS_PREFIX', 'qo-test-cli')}-state"}
+    full_env = {**inherited, "REDIS_URL": REDIS_URL, **state, **env}
     proc = await asyncio.create_subprocess_exec(
         QUEUEOPS,
         *args,
@@ -163,14 +165,28 @@ async def not_redis() -> AsyncIterator[int]:
     await server.wait_closed()
 
 
-async def test_a_server_that_is_not_redis_is_one_line(not_redis: int) -> None:
-    run = await queueops("snapshot", REDIS_URL=f"redis://127.0.0.1:{not_redis}/0")
+async def test_a_server_that_is_not_redis_is_one_line(not_redis: int, prefix: str) -> None:
+    run = await queueops(
+        "snapshot", REDIS_URL=f"redis://127.0.0.1:{not_redis}/0", QUEUEOPS_PREFIX=prefix
+    )
     assert run.code == 1
     assert f"Redis at 127.0.0.1:{not_redis} answered unexpectedly" in one_error_line(run)
 
 
-async def test_help_lists_every_command() -> None:
-    run = await queueops("help")
+async def test_help_lists_every_command(prefix: str) -> None:
+    run = await queueops("help", QUEUEOPS_PREFIX=prefix)
     assert run.code == 0
     for usage in ("snapshot [QUEUE ...]", "dlq replay QUEUE", "retry QUEUE [--count N]"):
         assert usage in run.out
+
+
+async def test_cli_commands_are_audited(service: QueueService, prefix: str) -> None:
+    await service.store.bullmq("q").add("pdf", {})
+    run = await queueops(
+        "pause", "q", QUEUEOPS_PREFIX=prefix, QUEUEOPS_STATE_PREFIX=f"{prefix}-state"
+    )
+    assert run.code == 0
+    rows = await service.redis.xrange(f"{prefix}-state:audit")
+    [(_, entry)] = rows
+    assert entry["transport"] == "cli" and entry["words"] == "pause q"
+    assert entry["outcome"] == "ok" and entry["actor"].startswith("cli")

@@ -57,3 +57,14 @@ def test_mistakes_are_one_usage_line(words: list[str], says: str) -> None:
         parse(*words)
     assert says in str(err.value) and "\n" not in str(err.value)
     assert err.value.exit_code == 2
+
+
+def test_the_commands_that_act_in_bulk_ask_for_confirmation() -> None:
+    from commands.registry import all_commands
+
+    asking = {c.name for c in all_commands() if c.preview is not None}
+    assert asking == {"quarantine", "dlq replay"}
+    quarantine, rest = resolve(["quarantine", "q", "1", "--reason", "r"])
+    assert not quarantine.confirm(quarantine.parse(rest))
+    bulk, rest = resolve(["quarantine", "q", "--failed-matching", "x"])
+    assert bulk.confirm(bulk.parse(rest))

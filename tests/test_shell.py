@@ -25,6 +25,8 @@ async def run(*args: str, stdin: str = "", **env: str) -> tuple[int, str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("QUEUEOPS_", "REDIS_URL", "SLACK_"))
     }
+    # queueops' own keys (the audit stream) go under the test's prefix, to be cleaned up.
+    clean["QUEUEOPS_STATE_PREFIX"] = f"{env.get('QUEUEOPS_PREFIX', 'qo-test-shell')}-state"
     proc = await asyncio.create_subprocess_exec(
         QUEUEOPS,
         *args,
@@ -87,7 +89,13 @@ async def test_serve_stops_cleanly_on_sigterm(prefix: str) -> None:
     proc = await asyncio.create_subprocess_exec(
         QUEUEOPS,
         "serve",
-        env={**clean, "REDIS_URL": REDIS_URL, "PORT": str(port), "QUEUEOPS_PREFIX": prefix},
+        env={
+            **clean,
+            "REDIS_URL": REDIS_URL,
+            "PORT": str(port),
+            "QUEUEOPS_PREFIX": prefix,
+            "QUEUEOPS_STATE_PREFIX": f"{prefix}-state",
+        },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -365,3 +365,34 @@ async def test_every_manifest_command_has_a_handler(make_bot: MakeBot, slack: Sl
         [reply] = await slack.wait_for(f"respond:m{n}")
         assert "snapshot [QUEUE ...]" in text_of(reply.body)
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
+
+
+async def test_socket_mode_asks_slack_for_a_connection_and_keeps_serving(
+    make_bot: MakeBot, slack: SlackStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    slack.responses["apps.connections.open"] = {"ok": False, "error": "invalid_auth"}
+    bot = await make_bot(slack_app_token="xapp-1-A1-1-abc", slack_signing_secret=None)
+    [opened] = await slack.wait_for("apps.connections.open")
+    assert opened.headers["Authorization"] == "Bearer xapp-1-A1-1-abc"
+    assert (await bot.post("/slack/events", data="x")).status == 404  # no HTTP mode
+    assert (await bot.get("/healthz")).status == 200
+    assert any("Slack: Socket Mode" in r.message for r in caplog.records)
+
+
+async def test_cancel_and_replay_preview(
+    make_bot: MakeBot, slack: SlackStub, service: QueueService
+) -> None:
+    job = await service.store.bullmq("q").add("pdf", {"doc": 7})
+    await service.quarantine("q", str(job.id), reason="r", actor="t")
+    bot = await make_bot()
+    await slash(bot, slack, "dlq replay q --count 5", user="UOPS")
+    [preview] = await slack.wait_for("respond:r1")
+    assert "replay would put these 1 back into" in text_of(preview.body)
+    [actions] = [b for b in preview.body["blocks"] if b["type"] == "actions"]
+    await press(
+        bot, slack, "queueops_cancel", actions["elements"][1]["value"], user="UADMIN", reply_to="r2"
+    )
+    [cancelled] = await slack.wait_for("respond:r2")
+    assert "cancelled" in text_of(cancelled.body)
+    assert (await service.dlq_list("q")).depth == 1
