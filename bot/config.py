@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     worker_mode_dotenv: Path | None = Field(None, validation_alias="WORKER_MODE_DOTENV")
     port: int = Field(3000, ge=1, le=65535, validation_alias="PORT")
     audit_channel: str | None = Field(None, validation_alias="AUDIT_CHANNEL")
+    incident_archive_after_ms: Annotated[int | None, NoDecode] = Field(
+        None, validation_alias=AliasChoices("INCIDENT_ARCHIVE_AFTER", "incident_archive_after_ms")
+    )
     state_prefix: str = Field("queueops", validation_alias="QUEUEOPS_STATE_PREFIX")
     operator_rate_per_minute: int = Field(
         12, ge=1, le=10_000, validation_alias="QUEUEOPS_OPERATOR_RATE"
@@ -156,6 +159,13 @@ class Settings(BaseSettings):
         if ms < 1000:
             raise ValueError(f"'{value}' is shorter than 1s")
         return ms
+
+    @field_validator("incident_archive_after_ms", mode="before")
+    @classmethod
+    def _archive_after(cls, value: object) -> int | None:
+        if value is None or value == "":
+            return None
+        return value if isinstance(value, int) else parse_duration_ms(str(value))
 
     @property
     def drain_token(self) -> SecretStr | None:

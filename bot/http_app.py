@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +30,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.alerts.actions import IncidentActions
+from bot.alerts.incidents import Incidents
+from bot.alerts.intake import AlertIntake
+from bot.alerts.stream import AlertStream
+from bot.alerts.worker import AlertWorker
 from bot.audit import AuditEntry, AuditLog
 from bot.config import Settings
 from bot.dispatch import Dispatcher
@@ -38,6 +45,8 @@ from bot.slack.app import SlackHandlers, build_bolt_app
 from bot.slack.blocks import escape
 from bot.slack.confirmations import Confirmations
 from bot.slack.roles import RoleResolver, slack_error
+from commands.registry import all_commands
+from commands.snapshot import snapshot_view
 
 log = logging.getLogger("queueops.serve")
 
@@ -123,6 +132,22 @@ def _slack_events(bolt: AsyncApp) -> Any:
     return handle
 
 
+def _timeline(incidents: Incidents) -> Any:
+    """Every command run in an incident channel becomes part of that incident's timeline."""
+
+    async def add(entry: AuditEntry) -> None:
+        iid = await incidents.incident_of_channel(entry.channel) if entry.channel else None
+        if iid:
+            await incidents.add_to_timeline(
+                iid,
+                f"{entry.actor} ran `{entry.words}` → {entry.outcome}"
+                + (f": {entry.message}" if entry.message else ""),
+                entry.at_ms,
+            )
+
+    return add
+
+
 def _audit_to_channel(client: AsyncWebClient, channel: str) -> Any:
     async def post(entry: AuditEntry) -> None:
         where = f" in <#{entry.channel}>" if entry.channel else ""
@@ -147,7 +172,18 @@ async def build_app(settings: Settings) -> web.Application:
         redis, settings.state_prefix, per_minute=settings.operator_rate_per_minute
     )
     dispatcher = Dispatcher(service, settings, audit=audit, limiter=limiter)
+    stream = AlertStream(
+        redis, f"{settings.state_prefix}:alerts", consumer=f"{socket.gethostname()}-{os.getpid()}"
+    )
+    worker: AlertWorker | None = None
     app = web.Application(client_max_size=MAX_BODY)
+    intake = AlertIntake(
+        stream,
+        settings.alert_webhook_token.get_secret_value() if settings.alert_webhook_token else None,
+        on_stored=lambda: worker.wake() if worker is not None else None,
+    )
+    app.router.add_post("/alerts/alertmanager", intake.alertmanager)
+    app.router.add_post("/alerts/generic", intake.generic)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -163,6 +199,18 @@ async def build_app(settings: Settings) -> web.Application:
             RoleResolver(settings.roles, client),
         )
         bolt = build_bolt_app(settings, handlers, client)
+        incidents = Incidents(
+            redis,
+            client,
+            state_prefix=settings.state_prefix,
+            invite=settings.incident_invite or (),
+            archive_after_ms=settings.incident_archive_after_ms,
+            snapshot_view=lambda queues: snapshot_view(service, queues),
+            drain_available=lambda: any(c.name == "drain" for c in all_commands()),
+        )
+        worker = AlertWorker(stream, incidents)
+        IncidentActions(dispatcher, incidents, handlers.roles, client).register(bolt)
+        audit.listeners.append(_timeline(incidents))
         if settings.audit_channel:
             audit.listeners.append(_audit_to_channel(client, settings.audit_channel))
         if settings.slack_app_token is not None:
@@ -194,6 +242,16 @@ async def build_app(settings: Settings) -> web.Application:
             reason = slack_error(err) if isinstance(err, SlackApiError) else repr(err)
             log.error("Slack: Socket Mode gave up connecting: %s", reason)
 
+    async def start_alerts(app: web.Application) -> None:
+        """The worker reads what arrived while none ran, and retries what a crashed process
+        left pending. Redis being down now must not stop start-up: the tick sweeps later."""
+        if worker is not None:
+            worker.start()
+            try:
+                await worker.sweep(min_idle_ms=0)
+            except (RedisError, OSError) as err:
+                log.warning("alerts: no sweep at start (%s); the tick will retry", err)
+
     async def start_socket_mode(app: web.Application) -> None:
         if socket_handler is not None:
             socket_task.append(asyncio.create_task(connect_socket_mode()))
@@ -208,6 +266,8 @@ async def build_app(settings: Settings) -> web.Application:
                 dispatcher.in_flight,
                 SHUTDOWN_GRACE_S,
             )
+        if worker is not None:
+            await worker.stop()
         for task in socket_task:
             task.cancel()
         if socket_handler is not None:
@@ -218,6 +278,7 @@ async def build_app(settings: Settings) -> web.Application:
         if client is not None and client.session is not None:
             await client.session.close()
 
+    app.on_startup.append(start_alerts)
     app.on_startup.append(start_socket_mode)
     app.on_shutdown.append(finish_work)
     app.on_cleanup.append(close_connections)

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.durations import humanize_age_ms
+from bot.errors import NotFound
 from bot.queues.models import QueueSnapshot
+from bot.queues.service import QueueService
 from bot.roles import Role
 from commands.context import CommandContext
 from commands.parsing import QueueName, Request, WordParser, parse_words
@@ -140,3 +142,16 @@ register(
         examples=("snapshot", "snapshot batch-jobs"),
     )
 )
+
+
+async def snapshot_view(ctx_queues: QueueService, queues: Sequence[str]) -> list[Block]:
+    """The snapshot as other messages show it (an incident's status message): the named
+    queues, or every queue when a name is unknown here (an alert's label may not match)."""
+    try:
+        snaps = await ctx_queues.snapshot(list(queues) or None)
+        return SnapshotReply(queues=snaps).view()
+    except NotFound as err:
+        return [
+            Note(mark=Mark.WARN, text=f"{err}; showing every queue"),
+            *SnapshotReply(queues=await ctx_queues.snapshot(None)).view(),
+        ]

@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 from node_bullmq import node_available, node_bullmq, node_unavailable_reason
+from slack_helpers import make_bot, slack  # noqa: F401  (fixtures shared by the Slack tests)
 
 from bot.queues.service import QueueService
 

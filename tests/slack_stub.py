@@ -32,6 +32,8 @@ class SlackStub:
     calls: list[Call] = field(default_factory=list)
     responses: dict[str, Any] = field(default_factory=dict)
     group_members: dict[str, list[str]] = field(default_factory=dict)
+    queued: dict[str, list[Any]] = field(default_factory=dict)
+    """Answers used once each, before the defaults: errors, 429s, outages."""
     server: TestServer | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -55,11 +57,12 @@ class SlackStub:
         return self.of(method)
 
     async def _record(self, method: str, request: web.Request) -> None:
-        raw = await request.text() if request.method == "POST" else request.query_string
+        raw = await request.text() if request.method == "POST" else ""
+        body: dict[str, Any] = {k: v[0] for k, v in parse_qs(request.query_string).items()}
         if request.content_type == "application/json":
-            body = json.loads(raw) if raw else {}
+            body.update(json.loads(raw) if raw else {})
         else:
-            body = {k: v[0] for k, v in parse_qs(raw).items()}
+            body.update({k: v[0] for k, v in parse_qs(raw).items()})
         async with self._changed:
             self.calls.append(Call(method, body, dict(request.headers)))
             self._changed.notify_all()
@@ -67,6 +70,9 @@ class SlackStub:
     async def api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         await self._record(method, request)
+        if self.queued.get(method):
+            once = self.queued[method].pop(0)
+            return once if isinstance(once, web.Response) else web.json_response(once)
         canned = self.responses.get(method)
         if isinstance(canned, web.Response):
             return canned
@@ -82,11 +88,43 @@ class SlackStub:
                     "url": "https://example.slack.com/",
                 }
             )
+        n = len(self.of(method))
+        if method == "conversations.create":
+            call = self.of(method)[-1]
+            return web.json_response(
+                {"ok": True, "channel": {"id": f"C0INC{n}", "name": call.body.get("name")}}
+            )
+        if method in ("chat.postMessage", "chat.update"):
+            return web.json_response({"ok": True, "channel": "C", "ts": f"1700000000.{n:06d}"})
+        if method == "files.getUploadURLExternal":
+            assert self.server is not None
+            return web.json_response(
+                {
+                    "ok": True,
+                    "file_id": f"F{n}",
+                    "upload_url": str(self.server.make_url(f"/upload/F{n}")),
+                }
+            )
+        if method == "files.completeUploadExternal":
+            return web.json_response({"ok": True, "files": [{"id": "F1", "title": "chart"}]})
         if method == "usergroups.users.list":
             call = self.of(method)[-1]
             group = call.body.get("usergroup", "")
             return web.json_response({"ok": True, "users": self.group_members.get(group, [])})
         return web.json_response({"ok": True})
+
+    async def upload(self, request: web.Request) -> web.Response:
+        data = await request.read()
+        async with self._changed:
+            self.calls.append(
+                Call(
+                    "upload",
+                    {"size": len(data), "png": data[:8] == b"\x89PNG\r\n\x1a\n"},
+                    dict(request.headers),
+                )
+            )
+            self._changed.notify_all()
+        return web.Response(text=f"OK - {len(data)}")
 
     async def respond(self, request: web.Request) -> web.Response:
         await self._record(f"respond:{request.match_info['name']}", request)
@@ -96,6 +134,7 @@ class SlackStub:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self.api)
         app.router.add_post("/respond/{name}", self.respond)
+        app.router.add_post("/upload/{file}", self.upload)
         self.server = TestServer(app, host="127.0.0.1")
         await self.server.start_server()
 

@@ -1,0 +1,2 @@
+"""Alerts: intake (Alertmanager, generic JSON, the watcher), the durable alert stream, and
+incident channels in Slack."""

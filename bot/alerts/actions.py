@@ -1,0 +1,158 @@
+"""The buttons of an incident's status message, and its Quarantine… dialog.
+
+Each button runs an ordinary command through the Dispatcher as the person who pressed it
+(roles, rate limit, audit and the incident timeline apply as for /queue), and posts the
+reply in the incident channel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.models.blocks import InputBlock, PlainTextInputElement
+from slack_sdk.models.views import View
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.alerts.incidents import Incidents
+from bot.dispatch import Dispatcher
+from bot.roles import Role
+from bot.slack.blocks import as_dicts, fallback_text, render_blocks
+from bot.slack.roles import RoleResolver
+from commands.reply import ErrorReply
+
+log = logging.getLogger(__name__)
+
+
+class IncidentActions:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        incidents: Incidents,
+        roles: RoleResolver,
+        client: AsyncWebClient,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.incidents = incidents
+        self.roles = roles
+        self.client = client
+
+    def register(self, app: AsyncApp) -> None:
+        app.action("incident_snapshot")(self.on_snapshot)
+        app.action("incident_pause")(self.on_pause)
+        app.action("incident_drain")(self.on_drain)
+        app.action("incident_resolve")(self.on_resolve)
+        app.action("incident_quarantine")(self.on_quarantine)
+        app.action("incident_checklist")(self.on_checklist)
+        app.view("incident_quarantine_modal")(self.on_quarantine_submit)
+
+    @staticmethod
+    def _value(body: dict[str, Any]) -> tuple[str, str, str, str]:
+        """(incident id, queue, user, channel) of a button press."""
+        iid, _, queue = str(body["actions"][0].get("value", "")).partition("|")
+        return iid, queue, body["user"]["id"], (body.get("channel") or {}).get("id", "")
+
+    async def _run_in_channel(self, words: Sequence[str], user: str, channel: str) -> None:
+        async with self.dispatcher.tracking():
+            role = await self.roles.role_of(user)
+            outcome = await self.dispatcher.run(
+                list(words),
+                actor=f"slack:{user}",
+                role=role,
+                transport="slack",
+                channel=channel,
+                confirmed=True,
+            )
+            view = outcome.reply.view()
+            if isinstance(outcome.reply, ErrorReply):
+                await self.client.chat_postEphemeral(
+                    channel=channel,
+                    user=user,
+                    text=fallback_text(view),
+                    blocks=as_dicts(render_blocks(view)),
+                )
+                return
+            await self.client.chat_postMessage(
+                channel=channel,
+                text=f"<@{user}>: {' '.join(words)} · {fallback_text(view)}",
+                blocks=as_dicts(render_blocks(view)),
+            )
+
+    async def on_snapshot(self, ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        _, queue, user, channel = self._value(body)
+        await self._run_in_channel(["snapshot", *([queue] if queue else [])], user, channel)
+
+    async def on_pause(self, ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        _, queue, user, channel = self._value(body)
+        await self._run_in_channel(["pause", queue], user, channel)
+
+    async def on_drain(self, ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        _, queue, user, channel = self._value(body)
+        await self._run_in_channel(["drain", *([queue] if queue else [])], user, channel)
+
+    async def on_resolve(self, ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        iid, _, user, channel = self._value(body)
+        if await self.roles.role_of(user) < Role.OPERATOR:
+            await self.client.chat_postEphemeral(
+                channel=channel,
+                user=user,
+                text="resolving an incident needs the operator role (QUEUEOPS_ROLES)",
+            )
+            return
+        async with self.dispatcher.tracking():
+            await self.incidents.resolve(iid, by=f"slack:{user}")
+
+    async def on_checklist(self, ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        action = body["actions"][0]
+        iid = await self.incidents.incident_of_channel((body.get("channel") or {}).get("id", ""))
+        if iid:
+            done = len(action.get("selected_options") or [])
+            await self.incidents.add_to_timeline(
+                iid, f"slack:{body['user']['id']} ticked the triage checklist ({done}/7 done)"
+            )
+
+    async def on_quarantine(self, ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        _, queue, _, channel = self._value(body)
+        view = View(
+            type="modal",
+            callback_id="incident_quarantine_modal",
+            title=f"Quarantine from {queue}"[:24],
+            submit="Quarantine",
+            close="Cancel",
+            private_metadata=json.dumps({"queue": queue, "channel": channel}),
+            blocks=[
+                InputBlock(
+                    block_id="job", label="Job id", element=PlainTextInputElement(action_id="value")
+                ),
+                InputBlock(
+                    block_id="reason",
+                    label="Why (it stays with the job)",
+                    element=PlainTextInputElement(action_id="value", multiline=True),
+                ),
+            ],
+        )
+        await self.client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    async def on_quarantine_submit(self, ack: Any, body: dict[str, Any]) -> None:
+        values = body["view"]["state"]["values"]
+        job = (values["job"]["value"].get("value") or "").strip()
+        reason = (values["reason"]["value"].get("value") or "").strip()
+        if not job or any(c.isspace() for c in job):
+            await ack(response_action="errors", errors={"job": "one job id, no spaces"})
+            return
+        await ack()
+        meta = json.loads(body["view"].get("private_metadata") or "{}")
+        await self._run_in_channel(
+            ["quarantine", meta.get("queue", ""), job, "--reason", reason or "from incident"],
+            body["user"]["id"],
+            meta.get("channel", ""),
+        )

@@ -1,0 +1,351 @@
+"""Incident channels: one per alert group, opened once, updated, resolved, archived.
+
+Every step records what it did in the incident's Redis hash before the next one runs
+(channel, topic, invites, status message, pin, chart), so handling the same notification
+again, after a crash, a Slack outage or on another replica, resumes where it stopped and
+posts nothing twice. A lock per incident keeps two replicas from working on it at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.alerts.messages import postmortem, status_message, utc
+from bot.alerts.models import AlertEvent
+from bot.slack.blocks import as_dicts, render_blocks
+from commands.view import Block as ViewBlock
+from commands.view import Mark, Note
+
+log = logging.getLogger(__name__)
+
+INVITE_CHUNK = 30  # Netflix Dispatch's chunk size for conversations.invite
+STATUS_UPDATE_EVERY_MS = 60_000
+LOCK_MS = 120_000
+TIMELINE_MAX = 500
+
+SnapshotView = Callable[[Sequence[str]], Awaitable[list[ViewBlock]]]
+ChartMaker = Callable[[Sequence[str]], Awaitable[bytes | None]]
+
+
+class Busy(Exception):
+    """Another replica is working on this incident right now; it will finish the job."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Incidents:
+    def __init__(
+        self,
+        redis: Redis,
+        client: AsyncWebClient,
+        *,
+        state_prefix: str,
+        invite: Sequence[str] = (),
+        archive_after_ms: int | None = None,
+        snapshot_view: SnapshotView,
+        chart: ChartMaker | None = None,
+        drain_available: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.redis = redis
+        self.client = client
+        self.s = state_prefix
+        self.invite = list(invite)
+        self.archive_after_ms = archive_after_ms
+        self.snapshot_view = snapshot_view
+        self.chart = chart
+        self.drain_available = drain_available
+        self._claim = redis.register_script(
+            resources.files("bot.alerts").joinpath("lua", "claim_incident.lua").read_text()
+        )
+
+    # -- state -------------------------------------------------------------------------
+
+    def _key(self, iid: str) -> str:
+        return f"{self.s}:incident:{iid}"
+
+    async def _claim_incident(self, event: AlertEvent, *, create: bool) -> tuple[str, bool]:
+        gid = event.group_id
+        iid, created = await self._claim(
+            keys=[f"{self.s}:group:{gid}", f"{self.s}:groupseq:{gid}"],
+            args=[
+                f"{self.s}:incident:",
+                gid,
+                now_ms(),
+                event.model_dump_json(),
+                "1" if create else "0",
+            ],
+        )
+        return str(iid), bool(int(created))
+
+    async def load(self, iid: str) -> dict[str, Any]:
+        raw = {str(k): str(v) for k, v in (await self.redis.hgetall(self._key(iid))).items()}
+        event = json.loads(raw["event"])
+        return {
+            "id": iid,
+            **{k: event[k] for k in ("title", "summary", "queues", "labels", "link", "runbook")},
+            "starts_at": datetime.fromisoformat(event["starts_at"]),
+            **{k: v for k, v in raw.items() if k != "event"},
+            **{
+                k: int(raw[k])
+                for k in ("opened_at", "notifications", "last_notified_at", "resolved_at")
+                if raw.get(k)
+            },
+        }
+
+    async def incident_of_channel(self, channel: str) -> str | None:
+        found = await self.redis.get(f"{self.s}:channel:{channel}")
+        return str(found) if found else None
+
+    async def add_to_timeline(self, iid: str, text: str, at: int | None = None) -> None:
+        key = f"{self.s}:timeline:{iid}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, json.dumps({"at_ms": at or now_ms(), "text": text}))
+            pipe.ltrim(key, -TIMELINE_MAX, -1)
+            await pipe.execute()
+
+    async def timeline(self, iid: str) -> list[dict[str, Any]]:
+        return [json.loads(r) for r in await self.redis.lrange(f"{self.s}:timeline:{iid}", 0, -1)]
+
+    # -- the entry point -----------------------------------------------------------------
+
+    async def handle(self, event: AlertEvent) -> None:
+        """One notification. Raises on a Slack or Redis failure: the caller leaves the
+        stream entry pending, and handling it again resumes."""
+        if event.status == "resolved":
+            iid, _ = await self._claim_incident(event, create=False)
+            if iid:
+                await self.resolve(iid, by=f"{event.source} (resolved)")
+            return
+        iid, created = await self._claim_incident(event, create=True)
+        key = self._key(iid)
+        if created:
+            await self.add_to_timeline(
+                iid,
+                f"{event.title} fired ({event.source})",
+                int(event.starts_at.timestamp() * 1000),
+            )
+        else:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hincrby(key, "notifications", 1)
+                pipe.hset(key, "last_notified_at", now_ms())
+                await pipe.execute()
+        try:
+            await self.open(iid)
+        except Busy:
+            if created:
+                raise
+            return  # a re-send: the replica holding the lock is opening the channel
+        if not created:
+            await self.refresh_status(iid)
+
+    # -- opening -------------------------------------------------------------------------
+
+    async def open(self, iid: str) -> None:
+        """Bring the incident's channel up to date; every step once."""
+        key = self._key(iid)
+        done = await self.redis.hmget(key, "first_ts", "chart_done")
+        if done[0] and done[1]:
+            return
+        lock = f"{self.s}:lock:{iid}"
+        if not await self.redis.set(lock, "1", nx=True, px=LOCK_MS):
+            raise Busy(iid)
+        try:
+            incident = await self.load(iid)
+            channel = incident.get("channel_id") or await self._create_channel(iid, incident)
+            if not incident.get("topic_set"):
+                await self.client.conversations_setTopic(
+                    channel=channel, topic=self._topic(incident)
+                )
+                await self.redis.hset(key, "topic_set", "1")
+            if not incident.get("invited"):
+                await self._invite(channel)
+                await self.redis.hset(key, "invited", "1")
+            if not incident.get("first_ts"):
+                blocks = status_message(
+                    incident,
+                    await self.snapshot_view(incident["queues"]),
+                    drain_available=self.drain_available(),
+                )
+                posted = await self.client.chat_postMessage(
+                    channel=channel, text=f"{incident['title']} is firing", blocks=as_dicts(blocks)
+                )
+                ts = str(posted["ts"])
+                await self.redis.hset(key, mapping={"first_ts": ts, "status_updated_at": now_ms()})
+                await self._pin(channel, ts)
+            if not incident.get("chart_done"):
+                png = await self.chart(incident["queues"]) if self.chart else None
+                if png:
+                    await self.client.files_upload_v2(
+                        channel=channel,
+                        content=png,
+                        filename="queue-depth.png",
+                        title="Queue depth, last hour",
+                    )
+                await self.redis.hset(key, "chart_done", "1")
+        finally:
+            await self.redis.delete(lock)
+
+    async def _create_channel(self, iid: str, incident: dict[str, Any]) -> str:
+        event = AlertEvent.model_validate(
+            json.loads(await self.redis.hget(self._key(iid), "event") or "{}")
+        )
+        name = event.channel_name()
+        try:
+            created = await self.client.conversations_create(name=name)
+            channel = str(created["channel"]["id"])
+        except SlackApiError as err:
+            if err.response.get("error") != "name_taken":
+                raise
+            # Ours from a crash between create and record, or a namesake: adopt it.
+            channel = await self._find_channel(name) or await self._create_suffixed(name)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(iid), mapping={"channel_id": channel, "channel_name": name})
+            pipe.set(f"{self.s}:channel:{channel}", iid)
+            await pipe.execute()
+        return channel
+
+    async def _find_channel(self, name: str) -> str | None:
+        cursor = None
+        for _ in range(20):
+            page = await self.client.conversations_list(
+                types="public_channel", exclude_archived=True, limit=1000, cursor=cursor
+            )
+            channels: list[dict[str, Any]] = page.get("channels", [])
+            for ch in channels:
+                if ch.get("name") == name:
+                    return str(ch["id"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        return None
+
+    async def _create_suffixed(self, name: str) -> str:
+        for n in range(2, 10):
+            try:
+                created = await self.client.conversations_create(name=f"{name[:77]}-{n}")
+                return str(created["channel"]["id"])
+            except SlackApiError as err:
+                if err.response.get("error") != "name_taken":
+                    raise
+        raise RuntimeError(f"no free channel name like {name} (name_taken up to -9)")
+
+    @staticmethod
+    def _topic(incident: dict[str, Any]) -> str:
+        state = "RESOLVED" if incident.get("status") == "resolved" else "FIRING"
+        queues = ", ".join(incident["queues"]) or "all queues"
+        return f"{state}: {incident['title']} on {queues} since {utc(incident['starts_at'])}"[:250]
+
+    async def _invite(self, channel: str) -> None:
+        users: list[str] = []
+        for principal in self.invite:
+            if principal.startswith("S"):
+                members = await self.client.usergroups_users_list(usergroup=principal)
+                found: list[str] = members.get("users", [])
+                users += [u for u in found if u not in users]
+            elif principal not in users:
+                users.append(principal)
+        for start in range(0, len(users), INVITE_CHUNK):
+            try:
+                await self.client.conversations_invite(
+                    channel=channel, users=",".join(users[start : start + INVITE_CHUNK])
+                )
+            except SlackApiError as err:
+                if err.response.get("error") not in ("already_in_channel", "cant_invite_self"):
+                    raise
+
+    async def _pin(self, channel: str, ts: str) -> None:
+        try:
+            await self.client.pins_add(channel=channel, timestamp=ts)
+        except SlackApiError as err:
+            if err.response.get("error") != "already_pinned":
+                raise
+
+    # -- updates ---------------------------------------------------------------------------
+
+    async def refresh_status(self, iid: str, *, force: bool = False) -> None:
+        """Re-render the pinned status message, at most once a minute for all replicas."""
+        gate = f"{self.s}:debounce:{iid}"
+        if not force and not await self.redis.set(gate, "1", nx=True, px=STATUS_UPDATE_EVERY_MS):
+            return
+        incident = await self.load(iid)
+        if not incident.get("first_ts"):
+            return
+        blocks = status_message(
+            incident,
+            await self.snapshot_view(incident["queues"]),
+            drain_available=self.drain_available(),
+        )
+        await self.client.chat_update(
+            channel=incident["channel_id"],
+            ts=incident["first_ts"],
+            blocks=as_dicts(blocks),
+            text=f"{incident['title']}: {incident.get('status', 'open')}",
+        )
+        await self.redis.hset(self._key(iid), "status_updated_at", now_ms())
+
+    async def resolve(self, iid: str, *, by: str) -> None:
+        """Resolution in the same channel: a message, a final snapshot, the postmortem
+        skeleton, the status message and topic updated; archived later if configured."""
+        key = self._key(iid)
+        incident = await self.load(iid)
+        if incident.get("status") == "resolved":
+            return
+        await self.open(iid)  # a group that resolved before its channel was made
+        if not await self.redis.hsetnx(key, "resolved_at", now_ms()):
+            incident = await self.load(iid)
+        await self.add_to_timeline(iid, f"resolved by {by}")
+        incident = await self.load(iid)
+        channel = incident["channel_id"]
+        if not incident.get("resolution_ts"):
+            final = [
+                Note(
+                    mark=Mark.OK,
+                    text=f"Resolved {utc(incident['resolved_at'])} by {by}. Final snapshot:",
+                ),
+                *await self.snapshot_view(incident["queues"]),
+            ]
+            posted = await self.client.chat_postMessage(
+                channel=channel,
+                text=f"{incident['title']} resolved",
+                blocks=as_dicts(render_blocks(final)),
+            )
+            await self.redis.hset(key, "resolution_ts", str(posted["ts"]))
+        if not incident.get("postmortem_ts"):
+            incident["resolved_at"] = incident.get("resolved_at") or now_ms()
+            text = postmortem(incident, await self.timeline(iid))
+            posted = await self.client.chat_postMessage(channel=channel, text=text)
+            await self.redis.hset(key, "postmortem_ts", str(posted["ts"]))
+        await self.redis.hset(key, "status", "resolved")
+        incident["status"] = "resolved"
+        await self.client.conversations_setTopic(channel=channel, topic=self._topic(incident))
+        await self.refresh_status(iid, force=True)
+        if self.archive_after_ms:
+            await self.redis.zadd(f"{self.s}:archive", {iid: now_ms() + self.archive_after_ms})
+
+    async def archive_due(self) -> int:
+        """Archive the channels of incidents resolved long enough ago."""
+        due = [
+            str(i) for i in await self.redis.zrangebyscore(f"{self.s}:archive", "-inf", now_ms())
+        ]
+        for iid in due:
+            channel = await self.redis.hget(self._key(iid), "channel_id")
+            if channel:
+                try:
+                    await self.client.conversations_archive(channel=str(channel))
+                except SlackApiError as err:
+                    if err.response.get("error") != "already_archived":
+                        raise
+            await self.redis.zrem(f"{self.s}:archive", iid)
+        return len(due)

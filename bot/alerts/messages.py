@@ -1,0 +1,151 @@
+"""What an incident channel shows: the status message (alert, snapshot, seed 002's triage
+checklist, action buttons), the resolution, and the postmortem skeleton.
+
+Built with slack_sdk's block models; the snapshot part is the snapshot command's own view.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    CheckboxesElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    Option,
+    SectionBlock,
+)
+
+from bot.slack.blocks import escape, render_blocks
+from commands.view import Block as ViewBlock
+
+# Seed 002, "Triage checklist (first 10 minutes)".
+TRIAGE_CHECKLIST = (
+    "Acknowledge alert and create incident channel",
+    "Snapshot metrics from Prometheus/Grafana for the last 30-60 minutes",
+    "Run quick queue inspection: waiting/active/failed counts",
+    "Identify top job types causing backlog",
+    "Identify oldest pending job and sample its payload",
+    "Check consumer logs (worker pods) for errors or OOMs",
+    "Decide mitigation: throttle producers / scale consumers / pause backfills / dead-letter",
+)
+# Seed 002, "Quick summary (first 5 minutes)".
+FIRST_FIVE_MINUTES = (
+    "Snapshot queue state (depth, oldest job age, types)",
+    "Root cause category: producer storm, consumer outage, slow processing, retry storm, "
+    "poison messages, DB problems",
+    "Conservative mitigations: stop new producers, reduce retry flood, scale consumers cautiously",
+    "Collect logs, job samples and queue metrics for the postmortem",
+)
+
+
+def utc(dt: datetime | int) -> str:
+    if isinstance(dt, int):
+        dt = datetime.fromtimestamp(dt / 1000, tz=UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def status_message(
+    incident: dict[str, Any], snapshot: list[ViewBlock], *, drain_available: bool
+) -> list[Block]:
+    """The pinned message: re-rendered (chat.update) as notifications come in."""
+    resolved = incident.get("status") == "resolved"
+    mark = ":white_check_mark: Resolved" if resolved else ":rotating_light: Firing"
+    title = f"{incident['title']}" + (
+        f" on {', '.join(incident['queues'])}" if incident["queues"] else ""
+    )
+    lines = [f"*{mark}* since {utc(incident['starts_at'])}"]
+    if incident.get("summary"):
+        lines.append(escape(incident["summary"]))
+    links = []
+    if incident.get("link"):
+        links.append(f"<{incident['link']}|source>")
+    if incident.get("runbook"):
+        links.append(f"<{incident['runbook']}|runbook>")
+    if links:
+        lines.append(" · ".join(links))
+    labels = ", ".join(f"`{escape(k)}={escape(v)}`" for k, v in incident["labels"].items())
+    blocks: list[Block] = [
+        HeaderBlock(text=title[:150]),
+        SectionBlock(text=MarkdownTextObject(text="\n".join(lines))),
+    ]
+    if labels:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=labels[:2900])]))
+    blocks.append(
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text=f"{incident.get('notifications', 1)} notification(s), last at "
+                    f"{utc(incident.get('last_notified_at', incident['opened_at']))}"
+                    + (f" · resolved {utc(incident['resolved_at'])}" if resolved else "")
+                )
+            ]
+        )
+    )
+    blocks.append(DividerBlock())
+    blocks += render_blocks(snapshot)[:20]
+    blocks.append(DividerBlock())
+    blocks.append(
+        SectionBlock(
+            text=MarkdownTextObject(
+                text="*First 5 minutes*\n" + "\n".join(f"• {s}" for s in FIRST_FIVE_MINUTES)
+            )
+        )
+    )
+    blocks.append(
+        ActionsBlock(
+            block_id="incident_checklist",
+            elements=[
+                CheckboxesElement(
+                    action_id="incident_checklist",
+                    options=[
+                        Option(value=str(i), text=item[:75])
+                        for i, item in enumerate(TRIAGE_CHECKLIST)
+                    ],
+                )
+            ],
+        )
+    )
+    if not resolved:
+        queue = incident["queues"][0] if incident["queues"] else ""
+        value = f"{incident['id']}|{queue}"
+        buttons = [ButtonElement(text="Snapshot", action_id="incident_snapshot", value=value)]
+        if drain_available:
+            buttons.append(ButtonElement(text="Drain now", action_id="incident_drain", value=value))
+        if queue:
+            buttons += [
+                ButtonElement(text="Pause queue", action_id="incident_pause", value=value),
+                ButtonElement(text="Quarantine…", action_id="incident_quarantine", value=value),
+            ]
+        buttons.append(
+            ButtonElement(
+                text="Resolve", action_id="incident_resolve", value=value, style="primary"
+            )
+        )
+        blocks.append(ActionsBlock(block_id="incident_actions", elements=buttons))
+    return blocks
+
+
+def postmortem(incident: dict[str, Any], timeline: list[dict[str, Any]]) -> str:
+    """Seed 002 "Post-incident": timeline, then the headings a postmortem needs."""
+    rows = [f"• {utc(int(e['at_ms']))[11:16]} {escape(e['text'])}" for e in timeline[-60:]]
+    return "\n".join(
+        [
+            f"*Postmortem skeleton: {escape(incident['title'])}*",
+            f"Fired {utc(incident['starts_at'])}, resolved {utc(incident['resolved_at'])}",
+            "*Timeline (UTC)*",
+            *(rows or ["• (nothing was run in this channel)"]),
+            "*Root cause*\n_to fill in_",
+            "*Mitigation actions*\n_to fill in_",
+            "*Reprocessing plan* (DLQ replay as a canary, 10-50 jobs first)\n_to fill in_",
+            "*Lessons learned*\n_to fill in_",
+            "*Follow-ups*: rate limiting, DLQ improvements, consumer autoscaling and DB capacity, "
+            "job schema; update the runbook",
+        ]
+    )[:2900]
