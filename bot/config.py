@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("INCIDENT_ARCHIVE_AFTER", "incident_archive_after_ms")
     )
     state_prefix: str = Field("queueops", validation_alias="QUEUEOPS_STATE_PREFIX")
+    watch_depth: int = Field(1000, ge=0, validation_alias="WATCH_DEPTH")
+    watch_oldest_ms: Annotated[int, NoDecode] = Field(
+        15 * 60_000, validation_alias=AliasChoices("WATCH_OLDEST", "watch_oldest_ms")
+    )
+    watch_failed_pct: float = Field(10.0, ge=0, le=100, validation_alias="WATCH_FAILED_PCT")
+    watch_dlq_growth: bool = Field(True, validation_alias="WATCH_DLQ_GROWTH")
     operator_rate_per_minute: int = Field(
         12, ge=1, le=10_000, validation_alias="QUEUEOPS_OPERATOR_RATE"
     )
@@ -159,6 +165,14 @@ class Settings(BaseSettings):
         if ms < 1000:
             raise ValueError(f"'{value}' is shorter than 1s")
         return ms
+
+    @field_validator("watch_oldest_ms", mode="before")
+    @classmethod
+    def _watch_oldest(cls, value: object) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        return 0 if text == "0" else parse_duration_ms(text)
 
     @field_validator("incident_archive_after_ms", mode="before")
     @classmethod

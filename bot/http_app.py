@@ -31,13 +31,18 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.actions import IncidentActions
+from bot.alerts.chart import DepthChart
 from bot.alerts.incidents import Incidents
 from bot.alerts.intake import AlertIntake
-from bot.alerts.stream import AlertStream
+from bot.alerts.models import AlertEvent
+from bot.alerts.stream import GROUP, AlertStream
+from bot.alerts.watcher import Watcher, WatchRules
 from bot.alerts.worker import AlertWorker
 from bot.audit import AuditEntry, AuditLog
 from bot.config import Settings
 from bot.dispatch import Dispatcher
+from bot.queues.models import ProbeResult
+from bot.queues.probe import Extra
 from bot.queues.service import QueueService
 from bot.ratelimit import RateLimiter
 from bot.redis_client import make_redis
@@ -47,6 +52,7 @@ from bot.slack.confirmations import Confirmations
 from bot.slack.roles import RoleResolver, slack_error
 from commands.registry import all_commands
 from commands.snapshot import snapshot_view
+from scheduler.ticker import Ticker
 
 log = logging.getLogger("queueops.serve")
 
@@ -109,6 +115,7 @@ class Readiness:
 
 
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+TICKER = web.AppKey("ticker", Ticker)
 READINESS = web.AppKey("readiness", Readiness)
 
 
@@ -130,6 +137,20 @@ def _slack_events(bolt: AsyncApp) -> Any:
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
 
     return handle
+
+
+def _alert_upkeep(
+    worker: AlertWorker, incidents: Incidents, pending_at: int, archive_at: int
+) -> Any:
+    """On a tick that found pending alerts or channels due for archiving, and only then."""
+
+    async def upkeep(result: ProbeResult) -> None:
+        if result.extras[pending_at]:
+            await worker.sweep()
+        if result.extras[archive_at]:
+            await incidents.archive_due()
+
+    return upkeep
 
 
 def _timeline(incidents: Incidents) -> Any:
@@ -176,6 +197,23 @@ async def build_app(settings: Settings) -> web.Application:
         redis, f"{settings.state_prefix}:alerts", consumer=f"{socket.gethostname()}-{os.getpid()}"
     )
     worker: AlertWorker | None = None
+    samples = f"{settings.state_prefix}:depth:"
+    ticker = Ticker(service, every_ms=settings.drain_every_ms, sample_key_base=samples)
+    chart = DepthChart(redis, samples, settings.prefix)
+
+    async def emit(event: AlertEvent) -> None:
+        """The watcher's alerts take Alertmanager's path: the stream, then the worker."""
+        await stream.append(event)
+        if worker is not None:
+            worker.wake()
+
+    rules = WatchRules(
+        settings.watch_depth,
+        settings.watch_oldest_ms,
+        settings.watch_failed_pct,
+        settings.watch_dlq_growth,
+    )
+    ticker.add_hook(Watcher(rules, emit, redis, settings.state_prefix).on_tick)
     app = web.Application(client_max_size=MAX_BODY)
     intake = AlertIntake(
         stream,
@@ -203,12 +241,16 @@ async def build_app(settings: Settings) -> web.Application:
             redis,
             client,
             state_prefix=settings.state_prefix,
+            chart=chart.png,
             invite=settings.incident_invite or (),
             archive_after_ms=settings.incident_archive_after_ms,
             snapshot_view=lambda queues: snapshot_view(service, queues),
             drain_available=lambda: any(c.name == "drain" for c in all_commands()),
         )
         worker = AlertWorker(stream, incidents)
+        pending_at = ticker.add_extra(Extra("xpending", stream.key, GROUP))
+        archive_at = ticker.add_extra(Extra("zdue", f"{settings.state_prefix}:archive", "now"))
+        ticker.add_hook(_alert_upkeep(worker, incidents, pending_at, archive_at))
         IncidentActions(dispatcher, incidents, handlers.roles, client).register(bolt)
         audit.listeners.append(_timeline(incidents))
         if settings.audit_channel:
@@ -229,6 +271,7 @@ async def build_app(settings: Settings) -> web.Application:
             "SLACK_APP_TOKEN (Socket Mode) to turn it on"
         )
     app[READINESS] = Readiness(redis, client)
+    app[TICKER] = ticker
 
     socket_task: list[asyncio.Task[None]] = []
 
@@ -241,6 +284,9 @@ async def build_app(settings: Settings) -> web.Application:
         except Exception as err:
             reason = slack_error(err) if isinstance(err, SlackApiError) else repr(err)
             log.error("Slack: Socket Mode gave up connecting: %s", reason)
+
+    async def start_ticking(app: web.Application) -> None:
+        ticker.start()
 
     async def start_alerts(app: web.Application) -> None:
         """The worker reads what arrived while none ran, and retries what a crashed process
@@ -266,6 +312,7 @@ async def build_app(settings: Settings) -> web.Application:
                 dispatcher.in_flight,
                 SHUTDOWN_GRACE_S,
             )
+        ticker.stop()
         if worker is not None:
             await worker.stop()
         for task in socket_task:
@@ -279,6 +326,7 @@ async def build_app(settings: Settings) -> web.Application:
             await client.session.close()
 
     app.on_startup.append(start_alerts)
+    app.on_startup.append(start_ticking)
     app.on_startup.append(start_socket_mode)
     app.on_shutdown.append(finish_work)
     app.on_cleanup.append(close_connections)

@@ -41,6 +41,10 @@ class QueueWork(Record):
     ready: int
     due_delayed: int
     stalled: int
+    failed: int = 0
+    completed: int = 0
+    dlq_depth: int = 0
+    oldest_runnable_since_ms: int | None = None
 
     @property
     def runnable(self) -> bool:
@@ -50,6 +54,8 @@ class QueueWork(Record):
 
 class ProbeResult(Record):
     queues: list[QueueWork]
+    at_ms: int = 0
+    extras: list[int] = []
 
     @property
     def runnable(self) -> list[str]:

@@ -1,9 +1,15 @@
-"""`probe`: which queues a drain should visit now, for every queue in one Redis command."""
+"""`probe`: which queues a drain should visit now, for every queue in one Redis command.
+
+The scheduler's tick uses the same script with its options on (`TickOptions`): a depth
+sample per queue and counts of other due work (pending alerts, channels to archive), so a
+tick stays one command however much it learns.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.queues.models import ProbeResult, QueueWork
@@ -18,31 +24,63 @@ def due_score(now_ms: int) -> int:
     return now_ms * 0x1000 + 0xFFF
 
 
-async def probe(
-    store: QueueStore, queues: Sequence[str], *, now_ms: int | None = None
-) -> ProbeResult:
-    """Exactly one EVALSHA for all queues (see lua/probe.lua).
+@dataclass(frozen=True)
+class Extra:
+    """Something else the tick should count in the same command."""
 
-    The script's KEYS are the queue bases and its ARGV start with the due score; a leader
-    lease for the drain cron is meant to ride in the same call as extra leading KEYS/ARGV,
-    so the tick stays one command.
-    """
-    if not queues:
-        return ProbeResult(queues=[])
+    kind: str  # "xpending" (key = stream, arg = group) or "zdue" (key = zset, arg = max)
+    key: str
+    arg: str
+
+
+@dataclass(frozen=True)
+class TickOptions:
+    keep_samples: int = 0
+    sample_key_base: str = ""
+    extras: Sequence[Extra] = field(default_factory=tuple)
+
+
+async def probe(
+    store: QueueStore,
+    queues: Sequence[str],
+    *,
+    now_ms: int | None = None,
+    options: TickOptions | None = None,
+) -> ProbeResult:
+    """Exactly one EVALSHA for all queues (see lua/probe.lua)."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    raw: list[Any] = await store.scripts.probe(
-        keys=[store.keys(name).base for name in queues],
-        args=[due_score(now), ACTIVE_SAMPLE],
-    )
+    opts = options or TickOptions()
+    if not queues and not opts.extras:
+        return ProbeResult(queues=[], extras=[])
+    keys: list[str] = []
+    for name in queues:
+        keys += [store.keys(name).base, store.dlq_keys(name).base]
+    args: list[str | int] = [
+        due_score(now),
+        ACTIVE_SAMPLE,
+        opts.keep_samples,
+        opts.sample_key_base,
+        now,
+    ]
+    for extra in opts.extras:
+        args += [extra.kind, extra.key, extra.arg]
+    raw: list[Any] = await store.scripts.probe(keys=keys, args=args)
+    *per_queue, extras = raw
     return ProbeResult(
+        at_ms=now,
         queues=[
             QueueWork(
                 name=name,
-                is_paused=bool(int(paused)),
-                ready=int(ready),
-                due_delayed=int(due),
-                stalled=int(stalled),
+                is_paused=bool(int(row[0])),
+                ready=int(row[1]),
+                due_delayed=int(row[2]),
+                stalled=int(row[3]),
+                failed=int(row[4]),
+                completed=int(row[5]),
+                dlq_depth=int(row[6]),
+                oldest_runnable_since_ms=int(row[7]) if int(row[7]) >= 0 else None,
             )
-            for name, (paused, ready, due, stalled) in zip(queues, raw, strict=True)
-        ]
+            for name, row in zip(queues, per_queue, strict=True)
+        ],
+        extras=[int(x) for x in extras],
     )

@@ -24,6 +24,7 @@ from bot.queues.models import (
     QueueSnapshot,
     ReplayResult,
 )
+from bot.queues.probe import TickOptions
 from bot.queues.quarantine import BATCH_SIZE
 from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
 
@@ -75,9 +76,15 @@ class QueueService:
         return await snapshot.snapshot(self.store, await self._resolve(names), now_ms=now_ms)
 
     async def probe(
-        self, names: Sequence[str] | None = None, *, now_ms: int | None = None
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        now_ms: int | None = None,
+        options: TickOptions | None = None,
     ) -> ProbeResult:
-        return await probe.probe(self.store, await self._resolve(names), now_ms=now_ms)
+        return await probe.probe(
+            self.store, await self._resolve(names), now_ms=now_ms, options=options
+        )
 
     async def quarantine(self, queue: str, job_id: str, *, reason: str, actor: str) -> JobMove:
         await self.require_queue(queue)

@@ -1,38 +1,65 @@
 --[[
-  probe: which queues have work a drain would do now, for all queues, in ONE command.
+  probe: which queues have work a drain would do now, for all queues, in ONE command; and,
+  for the scheduler's tick, what the watcher needs and a depth sample, in that same command.
 
   The drain cron calls this every tick, so an idle tick costs one Redis command (seed 001
-  pays 4 per queue). Read-only. Nothing in PyPI or npm bullmq answers "is there runnable
-  work" across queues in one call.
+  pays 4 per queue). Nothing in PyPI or npm bullmq answers "is there runnable work" across
+  queues in one call. Without the tick options (ARGV[3] = "0", no extras) it only reads.
 
   Runnable work = not paused and any of: jobs in wait (minus a legacy marker), prioritized
   jobs, delayed jobs whose time has come, or active jobs whose lock expired (stalled: a
   drain's worker is what moves them back, so a probe that ignored them would strand them).
 
-  KEYS[i]   '<prefix>:<queue>:' for each queue
-  ARGV[1]   the highest delayed score that is due: now_ms * 0x1000 + 0xfff (BullMQ v5 scores)
-  ARGV[2]   how many active jobs to check for a lock (bounded)
+  KEYS[2i-1]  '<prefix>:<queue>:'      KEYS[2i]  '<prefix>:<queue>-dlq:'
+  ARGV[1]     the highest delayed score that is due: now_ms * 0x1000 + 0xfff (BullMQ v5)
+  ARGV[2]     how many active jobs to check for a lock (bounded)
+  ARGV[3]     depth samples to keep per queue ("0": take none)
+  ARGV[4]     sample key base ('<state>:depth:'), ARGV[5] now (ms)
+  ARGV[6..]   extras, each "kind key [arg]" counted after the queues:
+              "xpending <stream> <group>"  entries pending in a consumer group
+              "zdue <zset> <max score>"    members scored at or under max ("now": ARGV[5])
 
-  Returns, per queue: { paused, ready, dueDelayed, stalled }
+  Returns { per queue: { paused, ready, dueDelayed, stalled, failed, completed, dlq,
+  oldestRunnableSince or -1 }, ..., extras: { count, ... } }
 ]]
 local rcall = redis.call
 local dueScore = ARGV[1]
 local activeSample = tonumber(ARGV[2])
+local keepSamples = tonumber(ARGV[3])
+
+local function runnableSince(base, id)
+  if not id or string.sub(id, 1, 2) == "0:" then
+    return -1
+  end
+  local f = rcall("HMGET", base .. id, "timestamp", "delay")
+  if not f[1] then
+    return -1
+  end
+  return (tonumber(f[1]) or 0) + (tonumber(f[2]) or 0)
+end
 
 local result = {}
-for i = 1, #KEYS do
+for i = 1, #KEYS, 2 do
   local base = KEYS[i]
   local paused = 0
   if rcall("HEXISTS", base .. "meta", "paused") == 1 then
     paused = 1
   end
   local ready = rcall("LLEN", base .. "wait")
+  local tail = nil
   if ready > 0 then
-    local tail = rcall("LINDEX", base .. "wait", -1)
+    tail = rcall("LINDEX", base .. "wait", -1)
     if string.sub(tail, 1, 2) == "0:" then
       ready = ready - 1
     end
   end
+  local oldest = runnableSince(base, tail)
+  local firstPrioritized = rcall("ZRANGE", base .. "prioritized", 0, 0)[1]
+  local since = runnableSince(base, firstPrioritized)
+  if since >= 0 and (oldest < 0 or since < oldest) then
+    oldest = since
+  end
+  local waiting = ready + rcall("LLEN", base .. "paused")
   ready = ready + rcall("ZCARD", base .. "prioritized")
   local due = rcall("ZCOUNT", base .. "delayed", 0, dueScore)
   local stalled = 0
@@ -43,6 +70,33 @@ for i = 1, #KEYS do
       end
     end
   end
-  result[#result + 1] = { paused, ready, due, stalled }
+  if keepSamples > 0 then
+    local sampleKey = ARGV[4] .. string.sub(base, 1, -2)
+    rcall("LPUSH", sampleKey, ARGV[5] .. ":" .. (waiting + rcall("ZCARD", base .. "prioritized")))
+    rcall("LTRIM", sampleKey, 0, keepSamples - 1)
+  end
+  result[#result + 1] = { paused, ready, due, stalled, rcall("ZCARD", base .. "failed"),
+    rcall("ZCARD", base .. "completed"), rcall("ZCARD", KEYS[i + 1] .. "failed"), oldest }
 end
+
+local extras = {}
+local i = 6
+while i <= #ARGV do
+  local kind = ARGV[i]
+  if kind == "xpending" then
+    local ok, info = pcall(rcall, "XPENDING", ARGV[i + 1], ARGV[i + 2])
+    extras[#extras + 1] = (ok and info[1]) or 0
+    i = i + 3
+  elseif kind == "zdue" then
+    local max = ARGV[i + 2]
+    if max == "now" then
+      max = ARGV[5]
+    end
+    extras[#extras + 1] = rcall("ZCOUNT", ARGV[i + 1], "-inf", max)
+    i = i + 3
+  else
+    return redis.error_reply("probe: unknown extra " .. tostring(kind))
+  end
+end
+result[#result + 1] = extras
 return result

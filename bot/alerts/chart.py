@@ -1,0 +1,62 @@
+"""The picture: a queue's depth over the last hour, from the samples each tick keeps
+(`<state>:depth:<prefix>:<queue>`, newest first), drawn with matplotlib as a PNG."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+WINDOW_MS = 3_600_000
+
+
+class DepthChart:
+    def __init__(self, redis: Redis, sample_key_base: str, prefix: str) -> None:
+        self.redis = redis
+        self.base = sample_key_base
+        self.prefix = prefix
+
+    async def series(self, queue: str) -> list[tuple[int, int]]:
+        since = int(time.time() * 1000) - WINDOW_MS
+        points = []
+        for raw in await self.redis.lrange(f"{self.base}{self.prefix}:{queue}", 0, -1):
+            at, _, depth = str(raw).partition(":")
+            if int(at) >= since:
+                points.append((int(at), int(depth)))
+        return sorted(points)
+
+    async def png(self, queues: Sequence[str]) -> bytes | None:
+        """None when no queue has two samples in the last hour yet."""
+        data = {q: await self.series(q) for q in queues}
+        data = {q: pts for q, pts in data.items() if len(pts) >= 2}
+        if not data:
+            return None
+        return await asyncio.to_thread(_draw, data)
+
+
+def _draw(data: dict[str, list[tuple[int, int]]]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 2.6), dpi=110)
+    for queue, points in data.items():
+        times = [datetime.fromtimestamp(t / 1000, tz=UTC) for t, _ in points]
+        x = mdates.date2num(times)  # type: ignore[no-untyped-call]
+        ax.plot(x, [d for _, d in points], label=queue, linewidth=1.8)
+    ax.set_title("Queue depth (waiting), last hour, UTC", fontsize=10)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=UTC))  # type: ignore[no-untyped-call]
+    ax.grid(alpha=0.3)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    plt.close(fig)
+    return out.getvalue()

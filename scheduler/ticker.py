@@ -1,0 +1,79 @@
+"""The tick: one APScheduler job on the bot's event loop, every DRAIN_EVERY.
+
+Each tick sends one Redis command (the probe script, with a depth sample and the counts
+of other due work riding along) and hands the result to the hooks the wiring registered:
+the watcher, the alert sweep, the archiver, and (next) the drain cron. The scheduler knows
+nothing of Slack or alerts (DESIGN.md, layering). APScheduler's job store stays in memory:
+its Redis job store would query Redis on every wake-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
+
+from bot.queues.models import ProbeResult
+from bot.queues.probe import Extra, TickOptions
+from bot.queues.service import QueueService
+
+log = logging.getLogger(__name__)
+
+TickHook = Callable[[ProbeResult], Awaitable[None]]
+CHART_WINDOW_MS = 3_600_000
+
+
+class Ticker:
+    def __init__(self, service: QueueService, *, every_ms: int, sample_key_base: str) -> None:
+        self.service = service
+        self.every_ms = every_ms
+        keep = max(12, min(720, CHART_WINDOW_MS // every_ms + 1))
+        self.options = TickOptions(keep_samples=keep, sample_key_base=sample_key_base)
+        self.hooks: list[TickHook] = []
+        self.scheduler: AsyncIOScheduler | None = None
+        self.ticks = 0
+
+    def add_extra(self, extra: Extra) -> int:
+        """Count something more in the tick's command; returns its index in `extras`."""
+        self.options = replace(self.options, extras=(*self.options.extras, extra))
+        return len(self.options.extras) - 1
+
+    def add_hook(self, hook: TickHook) -> None:
+        self.hooks.append(hook)
+
+    async def tick(self) -> ProbeResult | None:
+        try:
+            result = await self.service.probe(options=self.options)
+        except Exception as err:  # Redis down: say so, try again next tick
+            log.warning("tick: probe failed: %s", err)
+            return None
+        self.ticks += 1
+        for hook in self.hooks:
+            try:
+                await hook(result)
+            except Exception as err:
+                log.warning("tick: %s failed: %s", getattr(hook, "__qualname__", hook), err)
+        return result
+
+    def start(self) -> None:
+        self.scheduler = AsyncIOScheduler(
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": max(1, self.every_ms // 2000),
+            }
+        )
+        self.scheduler.add_job(
+            self.tick,
+            IntervalTrigger(seconds=self.every_ms / 1000),
+            id="tick",
+            replace_existing=True,
+        )
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
