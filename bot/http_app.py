@@ -235,6 +235,7 @@ async def build_app(settings: Settings) -> web.Application:
             dispatcher,
             Confirmations(redis, settings.state_prefix),
             RoleResolver(settings.roles, client),
+            client,
         )
         bolt = build_bolt_app(settings, handlers, client)
         incidents = Incidents(

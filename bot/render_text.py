@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from commands.view import Block, Code, Fields, Heading, Mark, Note, Table, Text
+from commands.view import Block, Chart, Code, Fields, Heading, Mark, Note, Table, Text
 
 _NOTE_TAG = {
     Mark.OK: "ok",
@@ -35,6 +35,30 @@ def _table(block: Table) -> list[str]:
     return [line(header), *(line(r) for r in rows)]
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """Scaled from the lowest to the highest value, so a trend shows at any depth."""
+    lo, hi = min(values, default=0), max(values, default=0)
+    span = (hi - lo) or 1
+    return "".join(SPARKS[(v - lo) * (len(SPARKS) - 1) // span] for v in values)
+
+
+def _chart(block: Chart) -> list[str]:
+    lines = [block.title]
+    for queue, points in block.series.items():
+        values = [v for _, v in points]
+        if len(values) < 2:
+            lines.append(f"  {queue}: not enough samples yet (queueops serve takes one a tick)")
+        else:
+            lines.append(
+                f"  {queue}  {sparkline(values)}  min {min(values)}, "
+                f"max {max(values)}, now {values[-1]}"
+            )
+    return lines
+
+
 def render_text(blocks: Sequence[Block]) -> str:
     out: list[str] = []
     for block in blocks:
@@ -51,4 +75,6 @@ def render_text(blocks: Sequence[Block]) -> str:
             out += _table(block)
         elif isinstance(block, Code):
             out += ["  " + line for line in block.text.splitlines()]
+        elif isinstance(block, Chart):
+            out += _chart(block)
     return "\n".join(out)

@@ -8,15 +8,16 @@ from typing import Any
 from bot.durations import humanize_age_ms
 from bot.errors import NotFound
 from bot.queues.models import QueueSnapshot
+from bot.queues.samples import DepthSamples
 from bot.queues.service import QueueService
 from bot.roles import Role
 from commands.context import CommandContext
 from commands.parsing import QueueName, Request, WordParser, parse_words
 from commands.registry import Command, register
 from commands.reply import Reply
-from commands.view import Block, Fields, Heading, Mark, Note, Row, Table
+from commands.view import Block, Chart, Fields, Heading, Mark, Note, Row, Table
 
-USAGE = "snapshot [QUEUE ...]"
+USAGE = "snapshot [QUEUE ...] [--chart]"
 # When a queue counts as backlogged or failing. The watcher (alerts) makes these
 # configurable; a snapshot only needs a sensible reading at a glance.
 BACKLOG_DEPTH = 1000
@@ -27,6 +28,7 @@ FAILING_MIN = 5  # a ratio over 3 finished jobs says little
 
 class SnapshotRequest(Request):
     queues: tuple[QueueName, ...] = ()
+    chart: bool = False
 
 
 def queue_mark(q: QueueSnapshot) -> Mark:
@@ -46,6 +48,7 @@ def queue_mark(q: QueueSnapshot) -> Mark:
 
 class SnapshotReply(Reply):
     queues: list[QueueSnapshot]
+    series: dict[str, list[tuple[int, int]]] | None = None
 
     def data(self) -> dict[str, Any]:
         return {
@@ -118,17 +121,28 @@ class SnapshotReply(Reply):
                 )
             if items:
                 blocks += [Heading(text=q.name), Fields(items=items)]
+        if self.series is not None:
+            blocks.append(Chart(title="Queue depth (waiting), last hour", series=self.series))
         return blocks
 
 
 def parse(words: Sequence[str]) -> SnapshotRequest:
     parser = WordParser("snapshot", USAGE)
     parser.add_argument("queues", nargs="*")
+    parser.add_argument("--chart", action="store_true", default=None)
     return parse_words(SnapshotRequest, parser, words)
 
 
 async def run(req: SnapshotRequest, ctx: CommandContext) -> SnapshotReply:
-    return SnapshotReply(queues=await ctx.queues.snapshot(req.queues or None))
+    snaps = await ctx.queues.snapshot(req.queues or None)
+    series = None
+    if req.chart:
+        # The samples the scheduler's tick keeps (queueops serve); none without it.
+        samples = DepthSamples(
+            ctx.queues.redis, f"{ctx.settings.state_prefix}:depth:", ctx.settings.prefix
+        )
+        series = {q.name: await samples.series(q.name) for q in snaps}
+    return SnapshotReply(queues=snaps, series=series)
 
 
 register(
@@ -139,7 +153,7 @@ register(
         role=Role.VIEWER,
         parse=parse,
         run=run,
-        examples=("snapshot", "snapshot batch-jobs"),
+        examples=("snapshot", "snapshot batch-jobs --chart"),
     )
 )
 

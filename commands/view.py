@@ -68,4 +68,14 @@ class Code(BaseModel):
     text: str
 
 
-Block = Annotated[Heading | Text | Note | Fields | Table | Code, Field(discriminator="kind")]
+class Chart(BaseModel):
+    """A time series per queue (ms, value): a picture in Slack, a sparkline in text."""
+
+    kind: Literal["chart"] = "chart"
+    title: str
+    series: dict[str, list[tuple[int, int]]]
+
+
+Block = Annotated[
+    Heading | Text | Note | Fields | Table | Code | Chart, Field(discriminator="kind")
+]

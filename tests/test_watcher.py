@@ -83,3 +83,27 @@ async def test_the_chart_needs_two_samples(redis: aioredis.Redis, prefix: str) -
     await redis.lpush(key, f"{ms - 600_000}:3", f"{ms}:12")
     png = await chart.png(["q"])
     assert png is not None and png.startswith(b"\x89PNG")
+
+
+async def test_snapshot_chart_in_slack_and_as_a_sparkline(
+    make_bot: MakeBot, slack: SlackStub, service: QueueService
+) -> None:
+    from slack_helpers import slash
+
+    from bot.render_text import render_text
+    from commands.snapshot import SnapshotReply
+
+    queue = service.store.bullmq("q")
+    bot = await make_bot(queues="q", drain_every_ms=3_600_000)
+    for n in (2, 5):
+        await queue.addBulk([{"name": "job", "data": {}} for _ in range(n)])
+        await bot.app[TICKER].tick()
+    await slash(bot, slack, "snapshot q --chart", user="UOPS")
+    [reply] = await slack.wait_for("respond:r1")
+    assert "picture below" in str(reply.body["blocks"])
+    [upload] = await slack.wait_for("upload")
+    assert upload.body["png"]
+    text = render_text(
+        SnapshotReply(queues=await service.snapshot(["q"]), series={"q": [(1, 2), (2, 7)]}).view()
+    )
+    assert "q  ▁█  min 2, max 7, now 7" in text

@@ -5,37 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-WINDOW_MS = 3_600_000
+from bot.queues.samples import DepthSamples
 
 
 class DepthChart:
     def __init__(self, redis: Redis, sample_key_base: str, prefix: str) -> None:
-        self.redis = redis
-        self.base = sample_key_base
-        self.prefix = prefix
-
-    async def series(self, queue: str) -> list[tuple[int, int]]:
-        since = int(time.time() * 1000) - WINDOW_MS
-        points = []
-        for raw in await self.redis.lrange(f"{self.base}{self.prefix}:{queue}", 0, -1):
-            at, _, depth = str(raw).partition(":")
-            if int(at) >= since:
-                points.append((int(at), int(depth)))
-        return sorted(points)
+        self.samples = DepthSamples(redis, sample_key_base, prefix)
 
     async def png(self, queues: Sequence[str]) -> bytes | None:
         """None when no queue has two samples in the last hour yet."""
-        data = {q: await self.series(q) for q in queues}
+        data = {q: await self.samples.series(q) for q in queues}
         data = {q: pts for q, pts in data.items() if len(pts) >= 2}
         if not data:
             return None
-        return await asyncio.to_thread(_draw, data)
+        return await draw_png(data)
+
+
+async def draw_png(data: dict[str, list[tuple[int, int]]]) -> bytes:
+    """Draw off the event loop: matplotlib takes tens of milliseconds."""
+    return await asyncio.to_thread(_draw, data)
 
 
 def _draw(data: dict[str, list[tuple[int, int]]]) -> bytes:

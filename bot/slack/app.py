@@ -9,11 +9,13 @@ the ack), the command runs through the Dispatcher, and the reply goes back throu
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.alerts.chart import draw_png
 from bot.audit import AuditEntry, AuditLog, redact_text
 from bot.config import Settings
 from bot.dispatch import Dispatcher
@@ -25,7 +27,8 @@ from bot.slack.roles import RoleResolver
 from bot.slack.words import split_words
 from commands.reply import ErrorReply, Reply
 from commands.runner import ConfirmationNeeded
-from commands.view import Mark, Note
+from commands.view import Block as ViewBlock
+from commands.view import Chart, Mark, Note
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,13 @@ class SlackHandlers:
     """The listeners, as methods, so they can be read (and tested) apart from Bolt."""
 
     def __init__(
-        self, dispatcher: Dispatcher, confirmations: Confirmations, roles: RoleResolver
+        self,
+        dispatcher: Dispatcher,
+        confirmations: Confirmations,
+        roles: RoleResolver,
+        client: AsyncWebClient,
     ) -> None:
+        self.client = client
         self.dispatcher = dispatcher
         self.confirmations = confirmations
         self.roles = roles
@@ -74,6 +82,20 @@ class SlackHandlers:
                 )
                 return
             await self._respond(respond, reply, private=outcome.command in PRIVATE_COMMANDS)
+            if channel and reply.ok:
+                await self._upload_charts(reply.view(), channel)
+
+    async def _upload_charts(self, view: Sequence[ViewBlock], channel: str) -> None:
+        for item in view:
+            if isinstance(item, Chart):
+                data = {q: pts for q, pts in item.series.items() if len(pts) >= 2}
+                if data:
+                    await self.client.files_upload_v2(
+                        channel=channel,
+                        content=await draw_png(data),
+                        filename="queue-depth.png",
+                        title=item.title,
+                    )
 
     async def on_confirm(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
         await ack()

@@ -22,7 +22,7 @@ from slack_sdk.models.blocks import (
 )
 
 from commands.view import Block as ViewBlock
-from commands.view import Code, Fields, Heading, Mark, Note, Table, Text
+from commands.view import Chart, Code, Fields, Heading, Mark, Note, Table, Text
 
 MARK_EMOJI = {
     Mark.HEALTHY: ":large_green_circle:",
@@ -89,6 +89,17 @@ def render_blocks(view: Sequence[ViewBlock]) -> list[Block]:
         elif isinstance(item, Code):
             body = escape(item.text)[: SECTION_LIMIT - 10].replace("```", "'''")
             blocks.append(SectionBlock(text=MarkdownTextObject(text=f"```{body}```")))
+        elif isinstance(item, Chart):
+            # The picture itself is uploaded beside the message (files_upload_v2).
+            blocks.append(
+                ContextBlock(
+                    elements=[
+                        MarkdownTextObject(
+                            text=f":chart_with_upwards_trend: {escape(item.title)}: picture below"
+                        )
+                    ]
+                )
+            )
     if len(blocks) > MAX_BLOCKS:
         hidden = len(blocks) - MAX_BLOCKS + 1
         blocks = blocks[: MAX_BLOCKS - 1]

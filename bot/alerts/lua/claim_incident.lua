@@ -28,6 +28,6 @@ if ARGV[5] ~= "1" then
 end
 local iid = ARGV[2] .. "-" .. redis.call("INCR", KEYS[2])
 redis.call("HSET", ARGV[1] .. iid, "status", "open", "opened_at", ARGV[3], "event", ARGV[4],
-  "notifications", 0, "last_notified_at", ARGV[3])
+  "notifications", 1, "last_notified_at", ARGV[3])
 redis.call("SET", KEYS[1], iid)
 return { iid, 1 }
