@@ -107,17 +107,18 @@ async def press(
     *,
     user: str,
     reply_to: str,
+    channel: str = "C0INCIDENT",
 ) -> ClientResponse:
     payload = {
         "type": "block_actions",
         "team": {"id": "T0001"},
         "user": {"id": user},
-        "channel": {"id": "C0INCIDENT"},
+        "channel": {"id": channel},
         "api_app_id": "A1",
         "token": "legacy",
         "trigger_id": "1.2.3",
         "response_url": slack.response_url(reply_to),
-        "container": {"type": "message", "message_ts": "1.1", "channel_id": "C0INCIDENT"},
+        "container": {"type": "message", "message_ts": "1.1", "channel_id": channel},
         "actions": [
             {
                 "type": "button",

@@ -189,3 +189,83 @@ async def test_generic_alerts_and_the_timeline_of_commands_in_the_channel(
     assert "slack:UOPS ran `pause dsar-jobs` → ok" in posts[2].body["text"]
     status, body = await post(bot, {"title": ""}, path="/alerts/generic")
     assert status == 400 and body["error"].startswith("title:")
+
+
+async def test_incident_buttons_run_commands_as_the_presser_and_resolve_archives(
+    make_bot: MakeBot,
+    slack: SlackStub,
+    service: QueueService,
+    redis: aioredis.Redis,
+    prefix: str,
+) -> None:
+    from slack_helpers import press, sign
+
+    job = await service.store.bullmq("batch-jobs").add("render", {"doc": 9})
+    bot = await make_bot(alert_webhook_token=TOKEN, incident_archive_after_ms=1)
+    await post(bot, fixture("firing.json"))
+    [first] = await slack.wait_for("chat.postMessage")
+    buttons = {
+        e["action_id"]: e["value"]
+        for b in first.body["blocks"]
+        if b["type"] == "actions"
+        for e in b.get("elements", [])
+        if "value" in e
+    }
+
+    async def click(action: str, user: str) -> None:
+        payload_value = buttons[action]
+        await press(bot, slack, action, payload_value, user=user, reply_to="x", channel="C0INC1")
+
+    await click("incident_pause", "UVIEW")  # a viewer: refused, privately
+    [refused] = await slack.wait_for("chat.postEphemeral")
+    assert "needs the operator role" in refused.body["text"]
+    await click("incident_pause", "UOPS")
+    posts = await slack.wait_for("chat.postMessage", 2)
+    assert "'batch-jobs' paused" in posts[1].body["text"]
+    await service.resume("batch-jobs")
+
+    await click("incident_quarantine", "UOPS")
+    [opened] = await slack.wait_for("views.open")
+    view = (
+        json.loads(opened.body["view"])
+        if isinstance(opened.body["view"], str)
+        else opened.body["view"]
+    )
+    submission = {
+        "type": "view_submission",
+        "team": {"id": "T0001"},
+        "user": {"id": "UOPS"},
+        "api_app_id": "A1",
+        "token": "legacy",
+        "trigger_id": "1.2",
+        "view": {
+            **view,
+            "id": "V1",
+            "state": {
+                "values": {
+                    "job": {"value": {"type": "plain_text_input", "value": str(job.id)}},
+                    "reason": {"value": {"type": "plain_text_input", "value": "poison pdf"}},
+                }
+            },
+        },
+    }
+    from urllib.parse import urlencode
+
+    body = urlencode({"payload": json.dumps(submission)})
+    assert (await bot.post("/slack/events", data=body, headers=sign(body))).status == 200
+    posts = await slack.wait_for("chat.postMessage", 3)
+    assert "moved from 'batch-jobs'" in posts[2].body["text"]
+    assert (await service.dlq_show("batch-jobs", str(job.id))).quarantine_reason == "poison pdf"
+
+    await click("incident_resolve", "UOPS")
+    posts = await slack.wait_for("chat.postMessage", 5)
+    skeleton = posts[4].body["text"]
+    assert "slack:UOPS ran `pause batch-jobs` → ok" in skeleton
+    assert "slack:UOPS ran `quarantine batch-jobs" in skeleton
+    assert "resolved by slack:UOPS" in skeleton
+    await asyncio.sleep(0.01)  # INCIDENT_ARCHIVE_AFTER is 1 ms here
+    from bot.http_app import TICKER
+
+    await bot.app[TICKER].tick()  # the archiver rides on the tick
+    [archived] = await slack.wait_for("conversations.archive")
+    assert archived.body["channel"] == "C0INC1"
