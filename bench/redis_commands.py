@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from command_counter import count_commands  # noqa: E402
-from private_redis import private_redis  # noqa: E402
 
+from bot.embedded_redis import embedded_redis  # noqa: E402
 from bot.queues.service import QueueService  # noqa: E402
 from bot.queues.store import QueueStore  # noqa: E402
 
@@ -150,9 +150,9 @@ async def measure_bulk(url: str, count: int) -> dict[str, Any]:
 
 
 async def run(sizes: list[int], bulk: int) -> dict[str, Any]:
-    with private_redis() as url:
+    with embedded_redis() as (url, _):
         reads = await measure_reads(url, sizes)
-    with private_redis() as url:
+    with embedded_redis() as (url, _):
         bulk_result = await measure_bulk(url, bulk)
     return {"queues": len(QUEUES), "reads": reads, "bulkQuarantine": bulk_result}
 

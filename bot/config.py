@@ -158,28 +158,25 @@ class Settings(BaseSettings):
             return value
         return RoleGrants.parse(None if value is None else str(value))
 
-    @field_validator("drain_every_ms", mode="before")
+    @field_validator(
+        "drain_every_ms", "watch_oldest_ms", "incident_archive_after_ms", mode="before"
+    )
     @classmethod
-    def _drain_every(cls, value: object) -> int:
-        ms = value if isinstance(value, int) else parse_duration_ms(str(value))
-        if ms < 1000:
-            raise ValueError(f"'{value}' is shorter than 1s")
-        return ms
-
-    @field_validator("watch_oldest_ms", mode="before")
-    @classmethod
-    def _watch_oldest(cls, value: object) -> int:
+    def _duration(cls, value: object) -> int | None:
+        """Durations in words ("5m", "1h30m"); "0" turns a watcher rule off."""
+        if value is None or value == "":
+            return None
         if isinstance(value, int):
             return value
         text = str(value).strip()
         return 0 if text == "0" else parse_duration_ms(text)
 
-    @field_validator("incident_archive_after_ms", mode="before")
+    @field_validator("drain_every_ms")
     @classmethod
-    def _archive_after(cls, value: object) -> int | None:
-        if value is None or value == "":
-            return None
-        return value if isinstance(value, int) else parse_duration_ms(str(value))
+    def _drain_every(cls, value: int) -> int:
+        if value < 1000:
+            raise ValueError(f"{value} ms is shorter than 1s")
+        return value
 
     @property
     def drain_token(self) -> SecretStr | None:
