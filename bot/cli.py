@@ -15,11 +15,9 @@ import traceback
 from collections.abc import Sequence
 from contextlib import suppress
 
-from bot.audit import AuditLog
 from bot.config import Settings, load_settings
-from bot.dispatch import Dispatcher
+from bot.dispatch import make_dispatcher
 from bot.errors import ConfigError
-from bot.queues.service import QueueService
 from bot.redis_client import make_redis
 from bot.render_text import render_text
 from bot.roles import Role
@@ -41,12 +39,7 @@ async def run_words(words: Sequence[str], settings: Settings) -> Reply:
     """
     redis = make_redis(settings, client_name="queueops-cli")
     try:
-        service = QueueService(
-            redis, prefix=settings.prefix, dlq_suffix=settings.dlq_suffix, queues=settings.queues
-        )
-        dispatcher = Dispatcher(
-            service, settings, audit=AuditLog(redis, f"{settings.state_prefix}:audit")
-        )
+        dispatcher = make_dispatcher(redis, settings, rate_limited=False)
         outcome = await dispatcher.run(words, actor=_actor(), role=Role.ADMIN, transport="cli")
         return outcome.reply
     finally:

@@ -12,9 +12,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from redis.asyncio import Redis
+
 from bot import metrics
 from bot.audit import AuditEntry, AuditLog, redact_text, redact_words
 from bot.config import Settings
+from bot.drain import DrainClient
 from bot.errors import Refused
 from bot.queues.service import QueueService
 from bot.ratelimit import RateLimiter
@@ -22,6 +25,7 @@ from bot.roles import Role
 from commands.context import CommandContext
 from commands.registry import Command
 from commands.runner import Outcome, execute
+from scheduler.state import CronState, Mode
 
 
 @dataclass
@@ -30,6 +34,8 @@ class Dispatcher:
     settings: Settings
     audit: AuditLog | None = None
     limiter: RateLimiter | None = None
+    cron: CronState | None = None
+    drain: DrainClient | None = None
     _in_flight: int = field(default=0, init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
@@ -46,15 +52,16 @@ class Dispatcher:
         channel: str | None = None,
         confirmed: bool = True,
     ) -> Outcome:
-        ctx = CommandContext(queues=self.service, settings=self.settings, actor=actor, role=role)
-        self._in_flight += 1
-        self._idle.clear()
-        try:
+        ctx = CommandContext(
+            queues=self.service,
+            settings=self.settings,
+            actor=actor,
+            role=role,
+            cron=self.cron,
+            drain=self.drain,
+        )
+        async with self.tracking():
             outcome = await execute(words, ctx, confirmed=confirmed, gate=self._gate)
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
         name = outcome.command or "unknown"
         metrics.COMMANDS.labels(name, outcome.label, transport).inc()
         metrics.COMMAND_SECONDS.labels(name).observe(outcome.seconds)
@@ -112,3 +119,58 @@ class Dispatcher:
             return True
         except TimeoutError:
             return False
+
+
+def default_mode(settings: Settings) -> Mode:
+    """The worker mode before anyone switched it (DESIGN.md): the backend's
+    WORKER_INPROCESS (unset or 1 is always-on, 0 is cron); backend none starts as cron;
+    App Runner's is read when a switch previews it, always-on until then (seed 000's
+    default)."""
+    if settings.worker_mode_backend == "none":
+        return "cron"
+    if settings.worker_mode_backend == "dotenv" and settings.worker_mode_dotenv is not None:
+        try:
+            for line in settings.worker_mode_dotenv.read_text().splitlines():
+                name, sep, value = line.partition("=")
+                if sep and name.strip().removeprefix("export ").strip() == "WORKER_INPROCESS":
+                    return "cron" if value.strip().strip("\"'") == "0" else "always-on"
+        except OSError:
+            pass
+    return "always-on"
+
+
+def cron_state(redis: Redis, settings: Settings) -> CronState:
+    return CronState(
+        redis,
+        settings.state_prefix,
+        default_mode=default_mode(settings),
+        default_every_ms=settings.drain_every_ms,
+    )
+
+
+def drain_client(settings: Settings) -> DrainClient | None:
+    if settings.drain_url is None:
+        return None
+    token = settings.drain_token
+    return DrainClient(settings.drain_url, token.get_secret_value() if token else None)
+
+
+def make_dispatcher(redis: Redis, settings: Settings, *, rate_limited: bool) -> Dispatcher:
+    """The Dispatcher every entry point uses: queues, audit, cron state, drain client; the
+    per-person rate limit for chat (the terminal is trusted)."""
+    service = QueueService(
+        redis, prefix=settings.prefix, dlq_suffix=settings.dlq_suffix, queues=settings.queues
+    )
+    limiter = (
+        RateLimiter(redis, settings.state_prefix, per_minute=settings.operator_rate_per_minute)
+        if rate_limited
+        else None
+    )
+    return Dispatcher(
+        service,
+        settings,
+        audit=AuditLog(redis, f"{settings.state_prefix}:audit"),
+        limiter=limiter,
+        cron=cron_state(redis, settings),
+        drain=drain_client(settings),
+    )

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -38,13 +39,11 @@ from bot.alerts.models import AlertEvent
 from bot.alerts.stream import GROUP, AlertStream
 from bot.alerts.watcher import Watcher, WatchRules
 from bot.alerts.worker import AlertWorker
-from bot.audit import AuditEntry, AuditLog
+from bot.audit import AuditEntry
 from bot.config import Settings
-from bot.dispatch import Dispatcher
+from bot.dispatch import Dispatcher, make_dispatcher
 from bot.queues.models import ProbeResult
 from bot.queues.probe import Extra
-from bot.queues.service import QueueService
-from bot.ratelimit import RateLimiter
 from bot.redis_client import make_redis
 from bot.slack.app import SlackHandlers, build_bolt_app
 from bot.slack.blocks import escape
@@ -52,6 +51,7 @@ from bot.slack.confirmations import Confirmations
 from bot.slack.roles import RoleResolver, slack_error
 from commands.registry import all_commands
 from commands.snapshot import snapshot_view
+from scheduler.cron import FAILURES_BEFORE_ALERT, DrainCron
 from scheduler.ticker import Ticker
 
 log = logging.getLogger("queueops.serve")
@@ -185,14 +185,10 @@ def _audit_to_channel(client: AsyncWebClient, channel: str) -> Any:
 
 async def build_app(settings: Settings) -> web.Application:
     redis = make_redis(settings, client_name="queueops-serve")
-    service = QueueService(
-        redis, prefix=settings.prefix, dlq_suffix=settings.dlq_suffix, queues=settings.queues
-    )
-    audit = AuditLog(redis, f"{settings.state_prefix}:audit")
-    limiter = RateLimiter(
-        redis, settings.state_prefix, per_minute=settings.operator_rate_per_minute
-    )
-    dispatcher = Dispatcher(service, settings, audit=audit, limiter=limiter)
+    dispatcher = make_dispatcher(redis, settings, rate_limited=True)
+    service = dispatcher.service
+    audit = dispatcher.audit
+    assert audit is not None
     stream = AlertStream(
         redis, f"{settings.state_prefix}:alerts", consumer=f"{socket.gethostname()}-{os.getpid()}"
     )
@@ -207,6 +203,35 @@ async def build_app(settings: Settings) -> web.Application:
         if worker is not None:
             worker.wake()
 
+    if dispatcher.drain is not None and dispatcher.cron is not None:
+        alerting = {"on": False}
+
+        async def drain_streak(streak: int, error: str | None) -> None:
+            """K failed drain ticks in a row raise an alert through the alerts path; the
+            next successful drain resolves it."""
+            firing = streak >= FAILURES_BEFORE_ALERT
+            if firing == alerting["on"]:
+                return
+            alerting["on"] = firing
+            await emit(
+                AlertEvent(
+                    source="watcher",
+                    group_key="watcher:drain:cron",
+                    status="firing" if firing else "resolved",
+                    title="DrainFailing",
+                    summary=f"{streak} drain ticks failed in a row: {error}" if firing else "",
+                    starts_at=datetime.now(UTC),
+                )
+            )
+
+        DrainCron(
+            ticker,
+            dispatcher.cron,
+            dispatcher.drain,
+            owner=f"{socket.gethostname()}-{os.getpid()}",
+            all_queues=settings.queues,
+            on_streak=drain_streak,
+        )
     rules = WatchRules(
         settings.watch_depth,
         settings.watch_oldest_ms,
@@ -249,8 +274,8 @@ async def build_app(settings: Settings) -> web.Application:
             drain_available=lambda: any(c.name == "drain" for c in all_commands()),
         )
         worker = AlertWorker(stream, incidents)
-        pending_at = ticker.add_extra(Extra("xpending", stream.key, GROUP))
-        archive_at = ticker.add_extra(Extra("zdue", f"{settings.state_prefix}:archive", "now"))
+        pending_at = ticker.add_extra(Extra("xpending", stream.key, (GROUP,)))
+        archive_at = ticker.add_extra(Extra("zdue", f"{settings.state_prefix}:archive", ("now",)))
         ticker.add_hook(_alert_upkeep(worker, incidents, pending_at, archive_at))
         IncidentActions(dispatcher, incidents, handlers.roles, client).register(bolt)
         audit.listeners.append(_timeline(incidents))

@@ -20,13 +20,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from bot.audit import AuditLog
 from bot.config import Settings, load_settings
 from bot.demo import fill_demo
-from bot.dispatch import Dispatcher
+from bot.dispatch import make_dispatcher
 from bot.embedded_redis import answers_ping, embedded_redis
 from bot.errors import QueueOpsError
-from bot.queues.service import QueueService
 from bot.redis_client import make_redis
 from bot.render_text import render_text
 from bot.roles import Role
@@ -79,16 +77,7 @@ class Shell:
         self.user = user
         self.assume_yes = assume_yes
         self.redis = make_redis(settings, client_name="queueops-shell")
-        self.dispatcher = Dispatcher(
-            QueueService(
-                self.redis,
-                prefix=settings.prefix,
-                dlq_suffix=settings.dlq_suffix,
-                queues=settings.queues,
-            ),
-            settings,
-            audit=AuditLog(self.redis, f"{settings.state_prefix}:audit"),
-        )
+        self.dispatcher = make_dispatcher(self.redis, settings, rate_limited=False)
 
     @property
     def actor(self) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.config import Settings
+from bot.drain import DrainClient
 from bot.queues.service import QueueService
 from bot.roles import Role
+from scheduler.state import CronState
 
 
 @dataclass(frozen=True)
@@ -17,3 +19,6 @@ class CommandContext:
     """Who, for the audit trail and a quarantine's `qo.by`: "cli:alice", "slack:U123"."""
     role: Role = Role.ADMIN
     """What the actor may do; the terminal is trusted (it holds the Redis credentials)."""
+    cron: CronState | None = None
+    drain: DrainClient | None = None
+    """None when DRAIN_URL is not set."""

@@ -80,4 +80,6 @@ def _load_families() -> None:
     from commands import quarantine  # noqa: F401
     from commands import dlq  # noqa: F401
     from commands import control  # noqa: F401
+    from commands import drain  # noqa: F401
+    from commands import cron  # noqa: F401
     from commands import help  # noqa: F401

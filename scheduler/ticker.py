@@ -74,6 +74,14 @@ class Ticker:
         )
         self.scheduler.start()
 
+    def reschedule(self, every_ms: int) -> None:
+        """A new cadence (`cron every 15m`, maybe from another host): the next tick learns it
+        from Redis and moves the job."""
+        self.every_ms = every_ms
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.reschedule_job("tick", trigger=IntervalTrigger(seconds=every_ms / 1000))
+            log.info("tick: every %d s now", every_ms // 1000)
+
     def stop(self) -> None:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)

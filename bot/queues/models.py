@@ -55,7 +55,7 @@ class QueueWork(Record):
 class ProbeResult(Record):
     queues: list[QueueWork]
     at_ms: int = 0
-    extras: list[int] = []
+    extras: list[int | list[str | int]] = []
 
     @property
     def runnable(self) -> list[str]:

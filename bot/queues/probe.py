@@ -26,11 +26,13 @@ def due_score(now_ms: int) -> int:
 
 @dataclass(frozen=True)
 class Extra:
-    """Something else the tick should count in the same command."""
+    """Something else the tick should learn in the same command (lua/probe.lua lists the
+    kinds): "xpending" (key = stream, args = group), "zdue" (key = zset, args = max score
+    or "now"), "cron" (key = cron hash, args = lease key, owner, ttl ms, default mode)."""
 
-    kind: str  # "xpending" (key = stream, arg = group) or "zdue" (key = zset, arg = max)
+    kind: str
     key: str
-    arg: str
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ async def probe(
         now,
     ]
     for extra in opts.extras:
-        args += [extra.kind, extra.key, extra.arg]
+        args += [extra.kind, extra.key, *extra.args]
     raw: list[Any] = await store.scripts.probe(keys=keys, args=args)
     *per_queue, extras = raw
     return ProbeResult(
@@ -82,5 +84,5 @@ async def probe(
             )
             for name, row in zip(queues, per_queue, strict=True)
         ],
-        extras=[int(x) for x in extras],
+        extras=[x if isinstance(x, list) else int(x) for x in extras],
     )

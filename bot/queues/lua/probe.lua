@@ -18,6 +18,11 @@
   ARGV[6..]   extras, each "kind key [arg]" counted after the queues:
               "xpending <stream> <group>"  entries pending in a consumer group
               "zdue <zset> <max score>"    members scored at or under max ("now": ARGV[5])
+              "cron <hash> <lease> <owner> <ttl ms> <default mode>"  the drain cron: when
+                the mode is cron and it is not paused, take or renew the leader lease
+                (SET NX PX / PEXPIRE by its owner), and as leader record the tick (last_tick,
+                and idle_ticks + last_idle when no queue has work): an idle tick is then
+                recorded by this same command. Returns {mode, paused, every_ms, leader}.
 
   Returns { per queue: { paused, ready, dueDelayed, stalled, failed, completed, dlq,
   oldestRunnableSince or -1 }, ..., extras: { count, ... } }
@@ -79,6 +84,13 @@ for i = 1, #KEYS, 2 do
     rcall("ZCARD", base .. "completed"), rcall("ZCARD", KEYS[i + 1] .. "failed"), oldest }
 end
 
+local anyRunnable = false
+for _, row in ipairs(result) do
+  if row[1] == 0 and (row[2] + row[3] + row[4]) > 0 then
+    anyRunnable = true
+  end
+end
+
 local extras = {}
 local i = 6
 while i <= #ARGV do
@@ -94,6 +106,29 @@ while i <= #ARGV do
     end
     extras[#extras + 1] = rcall("ZCOUNT", ARGV[i + 1], "-inf", max)
     i = i + 3
+  elseif kind == "cron" then
+    local cron, lease, owner = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    local fields = rcall("HMGET", cron, "mode", "paused", "every_ms")
+    local mode = fields[1] or ARGV[i + 5]
+    local paused = fields[2] or "0"
+    local leader = 0
+    if mode == "cron" and paused ~= "1" then
+      if rcall("GET", lease) == owner then
+        rcall("PEXPIRE", lease, ARGV[i + 4])
+        leader = 1
+      elseif rcall("SET", lease, owner, "NX", "PX", ARGV[i + 4]) then
+        leader = 1
+      end
+      if leader == 1 then
+        rcall("HSET", cron, "last_tick", ARGV[5])
+        if not anyRunnable then
+          rcall("HINCRBY", cron, "idle_ticks", 1)
+          rcall("HSET", cron, "last_idle", ARGV[5])
+        end
+      end
+    end
+    extras[#extras + 1] = { mode, paused, fields[3] or "", leader }
+    i = i + 6
   else
     return redis.error_reply("probe: unknown extra " .. tostring(kind))
   end

@@ -1,0 +1,98 @@
+"""`drain [QUEUE] [--max-duration 60s] [--max-jobs N] [--concurrency 2]`: call the app's
+drain endpoint now (seed 001) and show what each queue processed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from bot.drain import MAX_DURATION_MS, DrainResponse
+from bot.durations import parse_duration_ms
+from bot.errors import OperationFailed
+from bot.roles import Role
+from commands.context import CommandContext
+from commands.parsing import QueueName, Request, WordParser, parse_words
+from commands.registry import Command, register
+from commands.reply import Reply
+from commands.view import Block, Mark, Note, Row, Table
+
+USAGE = "drain [QUEUE] [--max-duration 60s] [--max-jobs N] [--concurrency 2]"
+
+
+class DrainRequest(Request):
+    queue: QueueName | None = None
+    max_duration_ms: int = Field(60_000, ge=1000, le=MAX_DURATION_MS)
+    max_jobs: int | None = Field(None, ge=1)
+    concurrency: int = Field(2, ge=1, le=20)
+
+
+class DrainReply(Reply):
+    queue: str | None
+    result: DrainResponse
+
+    def view(self) -> list[Block]:
+        r = self.result
+        return [
+            Note(
+                mark=Mark.OK if not r.total_failed else Mark.WARN,
+                text=f"drained {self.queue or 'every queue'}: {r.total_processed} processed, "
+                f"{r.total_failed} failed in {r.duration_ms} ms",
+            ),
+            Table(
+                columns=["queue", "processed", "failed", "idle at"],
+                rows=[
+                    Row(
+                        mark=Mark.WARN if q.jobs_failed else None,
+                        cells=[
+                            name,
+                            str(q.jobs_processed),
+                            str(q.jobs_failed),
+                            "already idle" if q.idle_at == 0 else f"{q.idle_at} ms",
+                        ],
+                    )
+                    for name, q in r.queues.items()
+                ],
+            ),
+        ]
+
+
+def parse(words: Sequence[str]) -> DrainRequest:
+    parser = WordParser("drain", USAGE)
+    parser.add_argument("queue", nargs="?")
+    parser.add_argument("--max-duration", dest="max_duration_ms", type=_duration)
+    parser.add_argument("--max-jobs", dest="max_jobs", type=int)
+    parser.add_argument("--concurrency", type=int)
+    return parse_words(DrainRequest, parser, words)
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration_ms(text)
+    except ValueError as err:
+        raise ValueError(str(err)) from None
+
+
+async def run(req: DrainRequest, ctx: CommandContext) -> DrainReply:
+    if ctx.drain is None:
+        raise OperationFailed("DRAIN_URL is not set: queueops does not know the app to drain")
+    result = await ctx.drain.drain(
+        req.queue,
+        max_duration_ms=req.max_duration_ms,
+        max_jobs=req.max_jobs,
+        concurrency=req.concurrency,
+    )
+    return DrainReply(queue=req.queue, result=result)
+
+
+register(
+    Command(
+        name="drain",
+        usage=USAGE,
+        summary="call the app's drain endpoint now; per-queue results",
+        role=Role.OPERATOR,
+        parse=parse,
+        run=run,
+        examples=("drain", "drain batch-jobs --max-duration 2m --max-jobs 500"),
+    )
+)
