@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import time
 from dataclasses import dataclass, field
@@ -228,7 +229,7 @@ async def build_app(settings: Settings) -> web.Application:
             ticker,
             dispatcher.cron,
             dispatcher.drain,
-            owner=f"{socket.gethostname()}-{os.getpid()}",
+            owner=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
             all_queues=settings.queues,
             on_streak=drain_streak,
         )

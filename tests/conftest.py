@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+from drain_helpers import endpoint  # noqa: F401  (the drain endpoint fixture)
 from node_bullmq import node_available, node_bullmq, node_unavailable_reason
 from slack_helpers import make_bot, slack  # noqa: F401  (fixtures shared by the Slack tests)
 

@@ -1,0 +1,95 @@
+"""tests/interop/drain-endpoint.mjs, seed 001's drain endpoint on npm bullmq, as a fixture:
+a real app for queueops to drain. It runs on the test's prefix; jobs are added with PyPI
+bullmq; the conftest `prefix` fixture deletes every key of the prefix afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from bullmq import Queue
+from node_bullmq import INTEROP_DIR, node_available, node_unavailable_reason
+
+SCRIPT = INTEROP_DIR / "drain-endpoint.mjs"
+DRAIN_PATH = "/api/v1/cron/drain-queues"
+TOKEN = "tok-smoke-1"
+
+
+@dataclass
+class Endpoint:
+    url: str
+    proc: asyncio.subprocess.Process
+
+    async def log_line(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 5)
+        assert line, "the endpoint closed stdout"
+        entry: dict[str, Any] = json.loads(line)
+        return entry
+
+    async def post(
+        self, http: httpx.AsyncClient, **kw: Any
+    ) -> tuple[httpx.Response, dict[str, Any]]:
+        """POST to the drain path; return the response and the request's stdout log line."""
+        resp = await http.post(self.url + DRAIN_PATH, **kw)
+        return resp, await self.log_line()
+
+
+@pytest_asyncio.fixture
+async def endpoint(prefix: str, redis_url: str) -> AsyncIterator[Endpoint]:
+    if not node_available():
+        if os.environ.get("CI"):
+            pytest.fail(node_unavailable_reason())
+        pytest.skip(node_unavailable_reason())
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "PREFIX": prefix,
+        "QUEUES": "a,b",
+        "PORT": "0",
+        "CRON_SECRET": TOKEN,
+    }
+    for key in ("DRAIN_QUEUES_TOKEN", "CRON_TOKEN", "TOKENS_FILE"):
+        env.pop(key, None)
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(SCRIPT),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        first = await asyncio.wait_for(proc.stdout.readline(), 10)
+        if not first:
+            assert proc.stderr is not None
+            err = await proc.stderr.read()
+            pytest.fail(f"drain-endpoint did not start: {err.decode(errors='replace')}")
+        port = json.loads(first)["listening"]
+        yield Endpoint(f"http://127.0.0.1:{port}", proc)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                code = await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise
+            assert code == 0, f"drain-endpoint exited {code} on SIGTERM"
+
+
+async def add_jobs(redis_url: str, prefix: str, queue: str, names: list[str]) -> None:
+    q = Queue(queue, {"prefix": prefix, "connection": redis_url})
+    try:
+        for n, name in enumerate(names):
+            await q.add(name, {"n": n})
+    finally:
+        await q.close()

@@ -1,0 +1,183 @@
+"""The drain cron and `drain` against a real drain endpoint (tests/interop/drain-endpoint.mjs:
+npm bullmq Workers behind seed 001's contract)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from conftest import REDIS_URL
+from drain_helpers import TOKEN, Endpoint, add_jobs
+from slack_helpers import MakeBot
+from slack_stub import SlackStub
+
+from bot.http_app import TICKER
+from bot.queues.service import QueueService
+
+QUEUEOPS = str(Path(sys.executable).parent / "queueops")
+
+
+async def requests_seen(endpoint: Endpoint, within: float = 0.3) -> list[dict[str, Any]]:
+    """The endpoint's log lines that arrive within `within` seconds."""
+    lines = []
+    while True:
+        try:
+            lines.append(await asyncio.wait_for(endpoint.log_line(), within))
+        except TimeoutError:
+            return lines
+
+
+async def cron_bot(make_bot: MakeBot, endpoint: Endpoint, **extra: Any) -> Any:
+    return await make_bot(
+        queues="a,b", drain_url=endpoint.url, cron_secret=TOKEN, drain_every_ms=3_600_000, **extra
+    )
+
+
+async def test_idle_ticks_call_nothing_and_work_drains_only_that_queue(
+    make_bot: MakeBot,
+    endpoint: Endpoint,
+    service: QueueService,
+    prefix: str,
+    redis: aioredis.Redis,
+) -> None:
+    bot = await cron_bot(make_bot, endpoint)
+    ticker = bot.app[TICKER]
+    for _ in range(3):
+        await ticker.tick()
+    assert await requests_seen(endpoint) == []  # idle: no HTTP call
+    cron = await redis.hgetall(f"{prefix}-state:cron")
+    assert cron["idle_ticks"] == "3" and cron["last_tick"]
+
+    await add_jobs(REDIS_URL, prefix, "a", ["one", "two", "fail"])
+    await ticker.tick()
+    [call] = await requests_seen(endpoint, 3)
+    assert (call["queue"], call["status"], call["processed"], call["failed"]) == ("a", 200, 2, 1)
+    [snap] = await service.snapshot(["a"])
+    assert snap.counts["completed"] == 2 and snap.counts["failed"] == 1
+    history = [json.loads(r) for r in await redis.lrange(f"{prefix}-state:cron:history", 0, -1)]
+    assert [(h["queues"], h["status"], h["processed"], h["failed"]) for h in history] == [
+        (["a"], 200, 2, 1)
+    ]
+
+    await cron_bot(make_bot, endpoint)  # a restart: the history lives in Redis
+    run = await queueops("cron", "history", "--json", prefix=prefix)
+    assert run[0] == 0 and json.loads(run[1])["runs"][0]["processed"] == 2
+
+
+async def test_two_replicas_never_drain_the_same_tick(
+    make_bot: MakeBot, endpoint: Endpoint, prefix: str
+) -> None:
+    one = await cron_bot(make_bot, endpoint)
+    two = await cron_bot(make_bot, endpoint)
+    await add_jobs(REDIS_URL, prefix, "b", ["x"])
+    await asyncio.gather(one.app[TICKER].tick(), two.app[TICKER].tick())
+    await two.app[TICKER].tick()
+    calls = await requests_seen(endpoint, 2)
+    assert len(calls) == 1 and calls[0]["queue"] == "b"
+
+
+async def test_paused_cron_and_always_on_mode_do_not_drain(
+    make_bot: MakeBot, endpoint: Endpoint, prefix: str, redis: aioredis.Redis
+) -> None:
+    bot = await cron_bot(make_bot, endpoint)
+    await add_jobs(REDIS_URL, prefix, "a", ["x"])
+    assert (await queueops("cron", "pause", prefix=prefix))[0] == 0
+    await bot.app[TICKER].tick()
+    await redis.hset(f"{prefix}-state:cron", mapping={"paused": "0", "mode": "always-on"})
+    await bot.app[TICKER].tick()
+    assert await requests_seen(endpoint) == []
+    await redis.hset(f"{prefix}-state:cron", "mode", "cron")
+    await bot.app[TICKER].tick()
+    assert len(await requests_seen(endpoint, 3)) == 1
+
+
+async def test_cadence_change_reaches_the_scheduler(
+    make_bot: MakeBot, endpoint: Endpoint, prefix: str
+) -> None:
+    bot = await cron_bot(make_bot, endpoint)
+    code, out, _ = await queueops("cron", "every", "15m", prefix=prefix)
+    assert code == 0 and "every 15m" in out
+    await bot.app[TICKER].tick()
+    assert bot.app[TICKER].every_ms == 900_000
+    code, out, _ = await queueops("cron", "status", "--json", prefix=prefix, DRAIN_URL=endpoint.url)
+    status = json.loads(out)
+    assert status["every"] == "15m" and status["everySeconds"] == 900 and status["enabled"]
+    assert status["last"] is not None and status["next"] is not None
+
+
+async def test_a_wrong_token_is_one_line_and_k_failures_raise_an_alert(
+    make_bot: MakeBot,
+    endpoint: Endpoint,
+    slack: SlackStub,
+    prefix: str,
+    redis: aioredis.Redis,
+) -> None:
+    bot = await make_bot(
+        queues="a,b", drain_url=endpoint.url, cron_secret="not-the-token", drain_every_ms=3_600_000
+    )
+    await add_jobs(REDIS_URL, prefix, "a", ["x"])
+    for _ in range(3):
+        await bot.app[TICKER].tick()
+    calls = await requests_seen(endpoint, 2)
+    assert [c["status"] for c in calls] == [401, 401, 401]
+    history = [json.loads(r) for r in await redis.lrange(f"{prefix}-state:cron:history", 0, -1)]
+    assert history[0]["status"] == 401 and "rejected the drain token" in history[0]["error"]
+    [created] = await slack.wait_for("conversations.create")
+    assert "drainfailing" in created.body["name"]
+
+    code, _, err = await queueops(
+        "drain", "a", prefix=prefix, DRAIN_URL=endpoint.url, CRON_SECRET="not-the-token"
+    )
+    assert code == 1 and err.strip().count("\n") == 0
+    assert "the app rejected the drain token (401" in err
+
+
+async def test_drain_command_and_its_errors(endpoint: Endpoint, prefix: str) -> None:
+    await add_jobs(REDIS_URL, prefix, "a", ["x", "y"])
+    code, out, err = await queueops(
+        "drain", "--json", prefix=prefix, DRAIN_URL=endpoint.url, DRAIN_QUEUES_TOKEN=TOKEN
+    )
+    assert code == 0, err
+    result = json.loads(out)["result"]
+    assert result["queues"]["a"]["jobsProcessed"] == 2 and result["queues"]["b"]["idleAt"] == 0
+    code, _, err = await queueops(
+        "drain", "nope", prefix=prefix, DRAIN_URL=endpoint.url, DRAIN_QUEUES_TOKEN=TOKEN
+    )
+    assert code == 1 and "the app refused the drain (400): unknown queue nope" in err
+    code, _, err = await queueops(
+        "drain", prefix=prefix, DRAIN_URL="http://127.0.0.1:1", DRAIN_QUEUES_TOKEN=TOKEN
+    )
+    assert code == 1 and "cannot reach the app at 127.0.0.1:1 (DRAIN_URL)" in err
+    code, _, err = await queueops("drain", prefix=prefix)
+    assert code == 1 and "DRAIN_URL is not set" in err
+    code, _, err = await queueops("drain", "--max-duration", "soon", prefix=prefix)
+    assert code == 2 and "--max-duration" in err
+
+
+async def queueops(*args: str, prefix: str, **env: str) -> tuple[int, str, str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("QUEUEOPS_", "DRAIN", "CRON_", "SLACK_"))
+    }
+    proc = await asyncio.create_subprocess_exec(
+        QUEUEOPS,
+        *args,
+        env={
+            **clean,
+            "REDIS_URL": REDIS_URL,
+            "QUEUEOPS_PREFIX": prefix,
+            "QUEUEOPS_STATE_PREFIX": f"{prefix}-state",
+            "QUEUEOPS_QUEUES": "a,b",
+            **env,
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
