@@ -53,7 +53,12 @@ async def count_commands(url: str) -> AsyncIterator[Tally]:
     closer = Redis.from_url(url, decode_responses=True)
     await closer.ping()  # connect now, so only its sentinel ECHO falls inside the window
     proc = await asyncio.create_subprocess_exec(
-        _cli(), "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 6379), "monitor",
+        _cli(),
+        "-h",
+        parts.hostname or "127.0.0.1",
+        "-p",
+        str(parts.port or 6379),
+        "monitor",
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None

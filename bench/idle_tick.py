@@ -42,8 +42,9 @@ async def queueops_idle(url: str, seconds: int) -> dict[str, Any]:
 
     async def drain(request: web.Request) -> web.Response:
         hits["n"] += 1
-        return web.json_response({"ok": True, "durationMs": 0, "totalProcessed": 0,
-                                  "totalFailed": 0, "queues": {}})
+        return web.json_response(
+            {"ok": True, "durationMs": 0, "totalProcessed": 0, "totalFailed": 0, "queues": {}}
+        )
 
     app_port = free_port()
     fake_app = web.Application()
@@ -53,8 +54,12 @@ async def queueops_idle(url: str, seconds: int) -> dict[str, Any]:
     await web.TCPSite(app_runner, "127.0.0.1", app_port).start()
 
     settings = load_settings(
-        redis_url=url, queues=",".join(QUEUES), drain_url=f"http://127.0.0.1:{app_port}",
-        cron_secret="bench", drain_every_ms=1000, port=free_port(),
+        redis_url=url,
+        queues=",".join(QUEUES),
+        drain_url=f"http://127.0.0.1:{app_port}",
+        cron_secret="bench",
+        drain_every_ms=1000,
+        port=free_port(),
     )
     app = await build_app(settings)
     runner = web.AppRunner(app, access_log=None)
@@ -68,10 +73,14 @@ async def queueops_idle(url: str, seconds: int) -> dict[str, Any]:
         ticks = ticker.ticks - start_ticks
     await runner.cleanup()
     await app_runner.cleanup()
-    return {"ticks": ticks, "clientCommands": tally.client_total,
-            "byCommand": dict(tally.client), "insideScripts": tally.script_total,
-            "perTick": round(tally.client_total / max(ticks, 1), 3),
-            "httpRequests": hits["n"]}
+    return {
+        "ticks": ticks,
+        "clientCommands": tally.client_total,
+        "byCommand": dict(tally.client),
+        "insideScripts": tally.script_total,
+        "perTick": round(tally.client_total / max(ticks, 1), 3),
+        "httpRequests": hits["n"],
+    }
 
 
 async def workers_idle(url: str, seconds: int) -> dict[str, Any]:
@@ -81,15 +90,25 @@ async def workers_idle(url: str, seconds: int) -> dict[str, Any]:
     # Workers run longer than the window, which opens once they have started: steady state.
     args = json.dumps({"prefix": "bull", "queues": QUEUES, "seconds": seconds + 6})
     proc = await asyncio.create_subprocess_exec(
-        "node", str(cli), "idle-workers", args, stdout=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "REDIS_URL": url, "BULLMQ_CLI_TIMEOUT_MS": str(seconds * 3000)})
+        "node",
+        str(cli),
+        "idle-workers",
+        args,
+        stdout=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "REDIS_URL": url, "BULLMQ_CLI_TIMEOUT_MS": str(seconds * 3000)},
+    )
     await asyncio.sleep(3)
     async with count_commands(url) as tally:
         await asyncio.sleep(seconds)
     await proc.wait()
-    return {"workers": len(QUEUES), "seconds": seconds, "clientCommands": tally.client_total,
-            "byCommand": dict(tally.client), "insideScripts": tally.script_total,
-            "perMinute": round(tally.client_total * 60 / seconds, 1)}
+    return {
+        "workers": len(QUEUES),
+        "seconds": seconds,
+        "clientCommands": tally.client_total,
+        "byCommand": dict(tally.client),
+        "insideScripts": tally.script_total,
+        "perMinute": round(tally.client_total * 60 / seconds, 1),
+    }
 
 
 async def run(seconds: int) -> dict[str, Any]:
@@ -99,10 +118,13 @@ async def run(seconds: int) -> dict[str, Any]:
     ours_month = ours["perTick"] * MONTH_MIN / 5  # one tick per 5 minutes
     theirs_month = theirs["perMinute"] * MONTH_MIN
     return {
-        "queueops": ours, "alwaysOnWorkers": theirs,
-        "perMonthAt5MinCadence": {"queueops": round(ours_month),
-                                  "alwaysOnWorkers": round(theirs_month),
-                                  "ratio": round(theirs_month / max(ours_month, 1))},
+        "queueops": ours,
+        "alwaysOnWorkers": theirs,
+        "perMonthAt5MinCadence": {
+            "queueops": round(ours_month),
+            "alwaysOnWorkers": round(theirs_month),
+            "ratio": round(theirs_month / max(ours_month, 1)),
+        },
     }
 
 

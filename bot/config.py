@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     )
     watch_failed_pct: float = Field(10.0, ge=0, le=100, validation_alias="WATCH_FAILED_PCT")
     watch_dlq_growth: bool = Field(True, validation_alias="WATCH_DLQ_GROWTH")
+    redis_monthly_commands: int = Field(500_000, ge=1, validation_alias="REDIS_MONTHLY_COMMANDS")
     operator_rate_per_minute: int = Field(
         12, ge=1, le=10_000, validation_alias="QUEUEOPS_OPERATOR_RATE"
     )

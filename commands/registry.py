@@ -82,4 +82,5 @@ def _load_families() -> None:
     from commands import control  # noqa: F401
     from commands import drain  # noqa: F401
     from commands import cron  # noqa: F401
+    from commands import budget  # noqa: F401
     from commands import help  # noqa: F401

@@ -17,7 +17,7 @@ from bot.drain import DrainClient, DrainError, DrainResponse
 from bot.queues.models import ProbeResult
 from bot.queues.probe import Extra
 from scheduler.state import CronState, DrainRun
-from scheduler.ticker import Ticker
+from scheduler.ticker import IDLE_TICK_COST, Ticker
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,11 @@ class DrainCron:
         # The lease outlives a drain in progress (the app stops after maxDurationMs).
         ttl = max(2 * ticker.every_ms, max_duration_ms + 30_000)
         self.index = ticker.add_extra(
-            Extra("cron", state.key, (state.lease_key, owner, str(ttl), state.default_mode))
+            Extra(
+                "cron",
+                state.key,
+                (state.lease_key, owner, str(ttl), state.default_mode, IDLE_TICK_COST),
+            )
         )
         ticker.add_hook(self.on_tick)
 

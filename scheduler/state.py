@@ -56,6 +56,7 @@ class CronStatus(BaseModel):
     last_drain_ms: int | None
     failed_streak: int
     leader: str | None
+    idle_tick_cost: int | None
 
     @property
     def enabled(self) -> bool:
@@ -90,6 +91,7 @@ class CronState:
             idle_ticks=num("idle_ticks") or 0,
             last_drain_ms=num("last_drain"),
             failed_streak=num("failed_streak") or 0,
+            idle_tick_cost=num("idle_tick_cost"),
             leader=str(leader) if leader else None,
         )
 

@@ -19,10 +19,14 @@ from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import
 from bot.queues.models import ProbeResult
 from bot.queues.probe import Extra, TickOptions
 from bot.queues.service import QueueService
+from bot.redis_client import commands_sent
 
 log = logging.getLogger(__name__)
 
 TickHook = Callable[[ProbeResult], Awaitable[None]]
+IDLE_TICK_COST = "$idle_tick_cost"
+"""An extra's argument replaced, at each tick, by the Redis commands this process sent for
+its last idle tick (counted by bot.redis_client), or "" before the first one."""
 CHART_WINDOW_MS = 3_600_000
 
 
@@ -35,6 +39,7 @@ class Ticker:
         self.hooks: list[TickHook] = []
         self.scheduler: AsyncIOScheduler | None = None
         self.ticks = 0
+        self.idle_tick_cost: int | None = None
 
     def add_extra(self, extra: Extra) -> int:
         """Count something more in the tick's command; returns its index in `extras`."""
@@ -45,8 +50,17 @@ class Ticker:
         self.hooks.append(hook)
 
     async def tick(self) -> ProbeResult | None:
+        before = commands_sent()
+        cost = "" if self.idle_tick_cost is None else str(self.idle_tick_cost)
+        options = replace(
+            self.options,
+            extras=tuple(
+                replace(e, args=tuple(cost if a == IDLE_TICK_COST else a for a in e.args))
+                for e in self.options.extras
+            ),
+        )
         try:
-            result = await self.service.probe(options=self.options)
+            result = await self.service.probe(options=options)
         except Exception as err:  # Redis down: say so, try again next tick
             log.warning("tick: probe failed: %s", err)
             return None
@@ -56,6 +70,8 @@ class Ticker:
                 await hook(result)
             except Exception as err:
                 log.warning("tick: %s failed: %s", getattr(hook, "__qualname__", hook), err)
+        if not result.runnable:
+            self.idle_tick_cost = commands_sent() - before
         return result
 
     def start(self) -> None:

@@ -181,3 +181,21 @@ async def queueops(*args: str, prefix: str, **env: str) -> tuple[int, str, str]:
     )
     out, err = await proc.communicate()
     return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_budget_uses_the_idle_tick_cost_the_bot_measured(
+    make_bot: MakeBot, endpoint: Endpoint, prefix: str, redis: aioredis.Redis
+) -> None:
+    bot = await cron_bot(make_bot, endpoint)
+    for _ in range(3):
+        await bot.app[TICKER].tick()
+    assert await redis.hget(f"{prefix}-state:cron", "idle_tick_cost") == "1"
+    code, out, err = await queueops(
+        "budget", "--json", prefix=prefix, REDIS_MONTHLY_COMMANDS="100000"
+    )
+    assert code == 0, err
+    budget = json.loads(out)
+    assert budget["idleTickCommands"] == 1 and budget["idleTickMeasured"] is True
+    assert budget["cronIdlePerMonth"] == 8640 and budget["monthlyLimit"] == 100000
+    assert budget["alwaysOnIdlePerMonth"] == 2 * 26 * 43200  # QUEUEOPS_QUEUES=a,b
+    assert budget["fastestEvery"] == "52s"  # 2,592,000 s / 50,000 commands
