@@ -22,6 +22,7 @@ from bot.redis_client import make_redis
 from bot.render_text import render_text
 from bot.roles import Role
 from commands.reply import ErrorReply, Reply
+from commands.runner import ConfirmationNeeded
 
 
 def _actor() -> str:
@@ -31,17 +32,45 @@ def _actor() -> str:
         return "cli"
 
 
-async def run_words(words: Sequence[str], settings: Settings) -> Reply:
+async def run_words(
+    words: Sequence[str], settings: Settings, *, assume_yes: bool = False, as_json: bool = False
+) -> Reply:
     """Run one command against the configured Redis and close the connection after.
 
-    The terminal is trusted (it holds the Redis credentials): admin role, no rate limit,
-    no confirmation for chat-confirmed commands; the audit trail records it all the same.
+    The terminal is trusted (it holds the Redis credentials): admin role, no rate limit, and
+    no question for what chat confirms (bulk quarantine, replay). A command that changes a
+    deployment (`mode`) previews and asks; `--yes` skips the question; with no terminal and
+    no `--yes` it changes nothing and says so (DESIGN.md, the CLI's manners).
     """
     redis = make_redis(settings, client_name="queueops-cli")
     try:
         dispatcher = make_dispatcher(redis, settings, rate_limited=False)
-        outcome = await dispatcher.run(words, actor=_actor(), role=Role.ADMIN, transport="cli")
-        return outcome.reply
+
+        async def run(run_words: Sequence[str], confirmed: bool) -> Reply:
+            outcome = await dispatcher.run(
+                run_words,
+                actor=_actor(),
+                role=Role.ADMIN,
+                transport="cli",
+                confirmed=confirmed,
+                terminal=True,
+            )
+            return outcome.reply
+
+        reply = await run(words, assume_yes)
+        if not isinstance(reply, ConfirmationNeeded):
+            return reply
+        if not sys.stdin.isatty() or as_json:
+            if not as_json:
+                print(render_text(reply.preview.view()))
+            return ErrorReply(
+                message="not confirmed (no terminal): nothing changed; rerun with --yes to apply"
+            )
+        print(render_text(reply.preview.view()))
+        answer = await asyncio.to_thread(input, f"apply `{reply.command}`? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return ErrorReply(message="not confirmed: nothing changed")
+        return await run(reply.words, True)
     finally:
         await redis.aclose()
 
@@ -70,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
-    words = [a for a in args if a != "--json"]
+    assume_yes = "--yes" in args
+    words = [a for a in args if a not in ("--json", "--yes")]
     if not words or words[0] in ("-h", "--help"):
         words = ["help"]
     if words[0] == "shell":
@@ -86,7 +116,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
         return serve(settings)
     try:
-        reply = asyncio.run(run_words(words, settings))
+        reply = asyncio.run(run_words(words, settings, assume_yes=assume_yes, as_json=as_json))
     except KeyboardInterrupt:
         return emit(ErrorReply(message="interrupted", exit_code=1), as_json=as_json)
     except Exception as err:  # a bug: still one line, the traceback only on request

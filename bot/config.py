@@ -74,6 +74,8 @@ class Settings(BaseSettings):
         300_000, validation_alias=AliasChoices("DRAIN_EVERY", "drain_every_ms")
     )
     worker_mode_dotenv: Path | None = Field(None, validation_alias="WORKER_MODE_DOTENV")
+    apprunner_service_arn: str | None = Field(None, validation_alias="APPRUNNER_SERVICE_ARN")
+    aws_region: str | None = Field(None, validation_alias="AWS_REGION")
     port: int = Field(3000, ge=1, le=65535, validation_alias="PORT")
     audit_channel: str | None = Field(None, validation_alias="AUDIT_CHANNEL")
     incident_archive_after_ms: Annotated[int | None, NoDecode] = Field(

@@ -51,6 +51,7 @@ class Dispatcher:
         transport: str,
         channel: str | None = None,
         confirmed: bool = True,
+        terminal: bool = False,
     ) -> Outcome:
         ctx = CommandContext(
             queues=self.service,
@@ -61,7 +62,9 @@ class Dispatcher:
             drain=self.drain,
         )
         async with self.tracking():
-            outcome = await execute(words, ctx, confirmed=confirmed, gate=self._gate)
+            outcome = await execute(
+                words, ctx, confirmed=confirmed, gate=self._gate, terminal=terminal
+            )
         name = outcome.command or "unknown"
         metrics.COMMANDS.labels(name, outcome.label, transport).inc()
         metrics.COMMAND_SECONDS.labels(name).observe(outcome.seconds)

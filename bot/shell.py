@@ -114,7 +114,7 @@ class Shell:
                 print("-- not confirmed; nothing changed")
                 return 1
             outcome = await self.dispatcher.run(
-                words, actor=self.actor, role=self.role, transport="shell", confirmed=True
+                reply.words, actor=self.actor, role=self.role, transport="shell", confirmed=True
             )
             reply = outcome.reply
         print(render_text(reply.view()))

@@ -63,6 +63,7 @@ async def execute(
     *,
     confirmed: bool = True,
     gate: Gate | None = None,
+    terminal: bool = False,
 ) -> Outcome:
     """Run `words`. With `confirmed=False`, a command that wants confirmation returns a
     ConfirmationNeeded preview instead of acting."""
@@ -91,10 +92,14 @@ async def execute(
         if gate is not None:
             await gate(command, ctx)
         request = command.parse(rest)
-        if not confirmed and command.preview is not None and command.confirm(request):
+        asks = not terminal or command.confirm_in_terminal
+        if not confirmed and asks and command.preview is not None and command.confirm(request):
             preview = await command.preview(request, ctx)
+            # A preview may pin what it saw (mode: the environment's fingerprint), so the
+            # confirmed run refuses if the world changed in between.
+            confirm_words = getattr(preview, "confirm_words", None) or list(words)
             return done(
-                ConfirmationNeeded(command=" ".join(words), words=list(words), preview=preview)
+                ConfirmationNeeded(command=" ".join(words), words=confirm_words, preview=preview)
             )
         return done(await command.run(request, ctx))
     except QueueOpsError as err:

@@ -72,7 +72,9 @@ class SlackHandlers:
             reply = outcome.reply
             if isinstance(reply, ConfirmationNeeded):
                 token = await self.confirmations.create(
-                    Pending(words=words, requester=user, channel=channel, command=reply.command)
+                    Pending(
+                        words=reply.words, requester=user, channel=channel, command=reply.command
+                    )
                 )
                 blocks = [*render_blocks(reply.view()), confirm_buttons(token, reply.command)]
                 await respond(

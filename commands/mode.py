@@ -1,0 +1,247 @@
+"""`mode` / `mode always-on` / `mode cron [--every 5m]`: seed 000 sections 1 and 6.1.
+
+A switch previews the change to the app's environment (secrets redacted) and the idle Redis
+commands a month before and after, is confirmed by a person, writes through the backend
+(which re-reads first and refuses if anything changed since the preview), verifies, and
+moves the drain cron with it: cron mode turns the cron on at the cadence, always-on turns it
+off, so nothing consumes twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from bot.deploy.base import Backend, diff
+from bot.deploy.select import backend_for
+from bot.durations import format_duration_ms, parse_duration_ms
+from bot.errors import OperationFailed, Refused
+from bot.roles import Role
+from commands.budget import MONTH_MS, WORKER_IDLE_PER_MINUTE
+from commands.context import CommandContext
+from commands.parsing import Request, WordParser, parse_words
+from commands.registry import Command, register
+from commands.reply import Reply
+from commands.view import Block, Fields, Mark, Note, Row, Table
+from scheduler.state import CronState
+
+USAGE = "mode | mode always-on | mode cron [--every 5m]"
+INPROCESS = {"cron": "0", "always-on": "1"}
+
+
+class ModeRequest(Request):
+    target: Literal["cron", "always-on"] | None = None
+    every_ms: int | None = Field(None, ge=1000)
+    expect_env: str | None = None
+
+
+def fingerprint(env: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ModeReply(Reply):
+    mode: str
+    backend: str
+    worker_inprocess: str | None
+    every: str
+    cron_enabled: bool
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "backend": self.backend,
+            "workerInprocess": self.worker_inprocess,
+            "cronEvery": self.every,
+            "cronEnabled": self.cron_enabled,
+        }
+
+    def view(self) -> list[Block]:
+        return [
+            Note(
+                mark=Mark.INFO,
+                text=f"worker mode: {self.mode} (backend {self.backend}, "
+                f"WORKER_INPROCESS={self.worker_inprocess or 'unset'}); drain cron "
+                f"{'on, every ' + self.every if self.cron_enabled else 'off'}",
+            )
+        ]
+
+
+class ModePreview(Reply):
+    current: str
+    target: str
+    backend: str
+    changes: list[tuple[str, str, str]]
+    ops_before: int
+    ops_after: int
+    every: str
+    confirm_words: list[str]
+
+    def view(self) -> list[Block]:
+        blocks: list[Block] = [
+            Note(
+                mark=Mark.WARN,
+                text=(
+                    f"switch worker mode {self.current} → {self.target} through "
+                    f"{self.backend}; idle Redis commands a month {self.ops_before:,} → "
+                    f"{self.ops_after:,}"
+                ),
+            )
+        ]
+        if self.changes:
+            blocks.append(
+                Table(
+                    columns=["variable", "now", "after"],
+                    rows=[Row(cells=list(c)) for c in self.changes],
+                )
+            )
+        else:
+            blocks.append(
+                Note(
+                    mark=Mark.INFO, text=f"no variable of the app changes ({self.backend} backend)"
+                )
+            )
+        blocks.append(
+            Fields(
+                items=[
+                    ("drain cron", f"on, every {self.every}" if self.target == "cron" else "off")
+                ]
+            )
+        )
+        return blocks
+
+
+class ModeChanged(Reply):
+    mode: str
+    every: str
+    verified: bool
+    backend: str
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "cronEvery": self.every,
+            "verified": self.verified,
+            "backend": self.backend,
+        }
+
+    def view(self) -> list[Block]:
+        cron = f"drain cron on, every {self.every}" if self.mode == "cron" else "drain cron off"
+        check = "verified" if self.verified else "not verifiable with backend none"
+        return [Note(mark=Mark.OK, text=f"worker mode is now {self.mode} ({check}); {cron}")]
+
+
+def parse(words: Sequence[str]) -> ModeRequest:
+    parser = WordParser("mode", USAGE)
+    parser.add_argument("target", nargs="?", choices=["cron", "always-on"])
+    parser.add_argument("--every", dest="every_ms", type=parse_duration_ms)
+    parser.add_argument("--expect-env", dest="expect_env")
+    return parse_words(ModeRequest, parser, words)
+
+
+def _cron(ctx: CommandContext) -> CronState:
+    if ctx.cron is None:  # pragma: no cover - every entry point gives one
+        raise OperationFailed("no cron state here")
+    return ctx.cron
+
+
+def _monthly(mode: str, every_ms: int, queues: int, tick_cost: int) -> int:
+    if mode == "cron":
+        return math.ceil(MONTH_MS / every_ms) * tick_cost
+    return queues * WORKER_IDLE_PER_MINUTE * MONTH_MS // 60_000
+
+
+async def _backend(ctx: CommandContext) -> Backend:
+    return backend_for(ctx.settings)
+
+
+async def preview(req: ModeRequest, ctx: CommandContext) -> ModePreview:
+    assert req.target is not None
+    status = await _cron(ctx).status()
+    backend = await _backend(ctx)
+    env = await backend.read()
+    every = req.every_ms or status.every_ms
+    queues = len(await ctx.queues.queue_names()) or 1
+    cost = status.idle_tick_cost or 1
+    changes = (
+        diff(env, {"WORKER_INPROCESS": INPROCESS[req.target]}) if backend.name != "none" else []
+    )
+    words = [
+        "mode",
+        req.target,
+        *(["--every", format_duration_ms(every)] if req.every_ms else []),
+        "--expect-env",
+        fingerprint(env),
+    ]
+    return ModePreview(
+        current=status.mode,
+        target=req.target,
+        backend=backend.name,
+        changes=changes,
+        ops_before=_monthly(status.mode, status.every_ms, queues, cost),
+        ops_after=_monthly(req.target, every, queues, cost),
+        every=format_duration_ms(every),
+        confirm_words=words,
+    )
+
+
+async def run(req: ModeRequest, ctx: CommandContext) -> Reply:
+    state = _cron(ctx)
+    backend = await _backend(ctx)
+    if req.target is None:
+        status = await state.status()
+        env = await backend.read()
+        return ModeReply(
+            mode=status.mode,
+            backend=backend.name,
+            worker_inprocess=env.get("WORKER_INPROCESS"),
+            every=format_duration_ms(status.every_ms),
+            cron_enabled=status.enabled and ctx.drain is not None,
+        )
+    env = await backend.read()
+    if req.expect_env and fingerprint(env) != req.expect_env:
+        raise Refused(
+            "the app's environment changed since the preview; nothing written. "
+            f"Run `mode {req.target}` again to see the new preview"
+        )
+    if backend.name != "none":
+        await backend.write(env, {"WORKER_INPROCESS": INPROCESS[req.target]})
+    verified = False
+    if backend.name != "none":
+        verified = (await backend.read()).get("WORKER_INPROCESS") == INPROCESS[req.target]
+        if not verified:
+            raise OperationFailed(
+                f"wrote WORKER_INPROCESS={INPROCESS[req.target]} through "
+                f"{backend.name} but read back something else"
+            )
+    if req.every_ms:
+        await state.set_every(req.every_ms)
+    await state.set_mode(req.target)
+    await state.set_paused(False)
+    status = await state.status()
+    return ModeChanged(
+        mode=req.target,
+        every=format_duration_ms(status.every_ms),
+        verified=verified,
+        backend=backend.name,
+    )
+
+
+register(
+    Command(
+        name="mode",
+        usage=USAGE,
+        summary="show or switch worker mode: preview, confirm, apply, verify, move the cron",
+        role=Role.ADMIN,
+        parse=parse,
+        run=run,
+        confirm=lambda req: req.target is not None and not req.expect_env,
+        preview=preview,
+        confirm_in_terminal=True,
+        examples=("mode", "mode cron --every 5m", "mode always-on"),
+    )
+)
