@@ -151,11 +151,25 @@ def cron_state(redis: Redis, settings: Settings) -> CronState:
     )
 
 
-def drain_client(settings: Settings) -> DrainClient | None:
+def drain_token_key(settings: Settings) -> str:
+    return f"{settings.state_prefix}:drain-token"
+
+
+def drain_client(settings: Settings, redis: Redis) -> DrainClient | None:
+    """The drain endpoint's client; a token rotated by `rotate-token` (kept in Redis) wins
+    over DRAIN_QUEUES_TOKEN / CRON_SECRET / CRON_TOKEN."""
     if settings.drain_url is None:
         return None
     token = settings.drain_token
-    return DrainClient(settings.drain_url, token.get_secret_value() if token else None)
+    key = drain_token_key(settings)
+
+    async def rotated() -> str | None:
+        value = await redis.get(key)
+        return str(value) if value else None
+
+    return DrainClient(
+        settings.drain_url, token.get_secret_value() if token else None, token_source=rotated
+    )
 
 
 def make_dispatcher(redis: Redis, settings: Settings, *, rate_limited: bool) -> Dispatcher:
@@ -175,5 +189,5 @@ def make_dispatcher(redis: Redis, settings: Settings, *, rate_limited: bool) -> 
         audit=AuditLog(redis, f"{settings.state_prefix}:audit"),
         limiter=limiter,
         cron=cron_state(redis, settings),
-        drain=drain_client(settings),
+        drain=drain_client(settings, redis),
     )

@@ -10,6 +10,7 @@ drain is idempotent (seed 001: a second call no-ops on jobs already in flight).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -46,12 +47,18 @@ class DrainError(OperationFailed):
         self.status = status
 
 
+TokenSource = Callable[[], Awaitable[str | None]]
+"""Where the token rotated by `rotate-token` is kept (queueops' Redis state); it wins over
+the configured one, so every replica and the CLI switch together."""
+
+
 class DrainClient:
     def __init__(
         self,
         base_url: str,
         token: str | None,
         *,
+        token_source: TokenSource | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         attempts: int = 3,
         backoff_s: float = 0.5,
@@ -59,9 +66,14 @@ class DrainClient:
         self.url = base_url.rstrip("/") + DRAIN_PATH
         self.host = urlsplit(base_url).netloc
         self.token = token
+        self.token_source = token_source
         self.transport = transport
         self.attempts = attempts
         self.backoff_s = backoff_s
+
+    async def current_token(self) -> str | None:
+        rotated = await self.token_source() if self.token_source is not None else None
+        return rotated or self.token
 
     async def drain(
         self,
@@ -73,7 +85,7 @@ class DrainClient:
         token: str | None = None,
     ) -> DrainResponse:
         """One drain call; `token` overrides the configured one (token rotation's probe)."""
-        secret = token or self.token
+        secret = token or await self.current_token()
         if not secret:
             raise DrainError("no drain token: set DRAIN_QUEUES_TOKEN (or CRON_SECRET, CRON_TOKEN)")
         duration = min(max(max_duration_ms, 1000), MAX_DURATION_MS)

@@ -84,4 +84,5 @@ def _load_families() -> None:
     from commands import cron  # noqa: F401
     from commands import budget  # noqa: F401
     from commands import mode  # noqa: F401
+    from commands import rotate  # noqa: F401
     from commands import help  # noqa: F401

@@ -42,22 +42,27 @@ class Endpoint:
         return resp, await self.log_line()
 
 
-@pytest_asyncio.fixture
-async def endpoint(prefix: str, redis_url: str) -> AsyncIterator[Endpoint]:
+async def start_endpoint(prefix: str, redis_url: str, **env_extra: str) -> Endpoint:
+    """The endpoint as a subprocess; CRON_SECRET=TOKEN unless `env_extra` says otherwise."""
     if not node_available():
         if os.environ.get("CI"):
             pytest.fail(node_unavailable_reason())
         pytest.skip(node_unavailable_reason())
     env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "PREFIX": prefix,
-        "QUEUES": "a,b",
-        "PORT": "0",
-        "CRON_SECRET": TOKEN,
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DRAIN_QUEUES_TOKEN", "CRON_TOKEN", "TOKENS_FILE", "CRON_SECRET")
     }
-    for key in ("DRAIN_QUEUES_TOKEN", "CRON_TOKEN", "TOKENS_FILE"):
-        env.pop(key, None)
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "PREFIX": prefix,
+            "QUEUES": "a,b",
+            "PORT": "0",
+            "CRON_SECRET": TOKEN,
+            **env_extra,
+        }
+    )
     proc = await asyncio.create_subprocess_exec(
         "node",
         str(SCRIPT),
@@ -65,25 +70,36 @@ async def endpoint(prefix: str, redis_url: str) -> AsyncIterator[Endpoint]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    assert proc.stdout is not None
+    first = await asyncio.wait_for(proc.stdout.readline(), 10)
+    if not first:
+        assert proc.stderr is not None
+        err = await proc.stderr.read()
+        pytest.fail(f"drain-endpoint did not start: {err.decode(errors='replace')}")
+    port = json.loads(first)["listening"]
+    return Endpoint(f"http://127.0.0.1:{port}", proc)
+
+
+async def stop_endpoint(endpoint: Endpoint) -> None:
+    proc = endpoint.proc
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            code = await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        assert code == 0, f"drain-endpoint exited {code} on SIGTERM"
+
+
+@pytest_asyncio.fixture
+async def endpoint(prefix: str, redis_url: str) -> AsyncIterator[Endpoint]:
+    started = await start_endpoint(prefix, redis_url)
     try:
-        assert proc.stdout is not None
-        first = await asyncio.wait_for(proc.stdout.readline(), 10)
-        if not first:
-            assert proc.stderr is not None
-            err = await proc.stderr.read()
-            pytest.fail(f"drain-endpoint did not start: {err.decode(errors='replace')}")
-        port = json.loads(first)["listening"]
-        yield Endpoint(f"http://127.0.0.1:{port}", proc)
+        yield started
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                code = await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                raise
-            assert code == 0, f"drain-endpoint exited {code} on SIGTERM"
+        await stop_endpoint(started)
 
 
 async def add_jobs(redis_url: str, prefix: str, queue: str, names: list[str]) -> None:

@@ -63,9 +63,9 @@ def test_the_commands_that_act_in_bulk_ask_for_confirmation() -> None:
     from commands.registry import all_commands
 
     asking = {c.name for c in all_commands() if c.preview is not None}
-    assert asking == {"quarantine", "dlq replay", "mode"}
+    assert asking == {"quarantine", "dlq replay", "mode", "rotate-token"}
     terminal = {c.name for c in all_commands() if c.confirm_in_terminal}
-    assert terminal == {"mode"}  # the CLI asks only for deployment changes
+    assert terminal == {"mode", "rotate-token"}  # the CLI asks only for deployment changes
     quarantine, rest = resolve(["quarantine", "q", "1", "--reason", "r"])
     assert not quarantine.confirm(quarantine.parse(rest))
     bulk, rest = resolve(["quarantine", "q", "--failed-matching", "x"])
