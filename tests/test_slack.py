@@ -281,3 +281,27 @@ async def test_cancel_and_replay_preview(
     [cancelled] = await slack.wait_for("respond:r2")
     assert "cancelled" in text_of(cancelled.body)
     assert (await service.dlq_list("q")).depth == 1
+
+
+async def test_mode_switch_in_slack_previews_and_an_admin_confirms(
+    make_bot: MakeBot, slack: SlackStub, prefix: str, redis: aioredis.Redis
+) -> None:
+    bot = await make_bot(worker_mode_backend="none")
+    await slash(bot, slack, "mode always-on", user="UOPS", reply_to="op")
+    [refused] = await slack.wait_for("respond:op")
+    assert "'mode' needs the admin role" in text_of(refused.body)
+    await slash(bot, slack, "mode always-on", user="UADMIN")
+    [preview] = await slack.wait_for("respond:r1")
+    assert "switch worker mode cron → always-on" in text_of(preview.body)
+    [actions] = [b for b in preview.body["blocks"] if b["type"] == "actions"]
+    await press(
+        bot,
+        slack,
+        "queueops_confirm",
+        actions["elements"][0]["value"],
+        user="UADMIN",
+        reply_to="r2",
+    )
+    [done] = await slack.wait_for("respond:r2")
+    assert "worker mode is now always-on" in text_of(done.body)
+    assert await redis.hget(f"{prefix}-state:cron", "mode") == "always-on"

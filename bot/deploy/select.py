@@ -19,7 +19,14 @@ def backend_for(settings: Settings) -> Backend:
 
         if not settings.apprunner_service_arn:
             raise ConfigError("APPRUNNER_SERVICE_ARN: set it to the App Runner service's ARN")
-        return AppRunnerBackend.from_settings(settings.apprunner_service_arn, settings.aws_region)
+        try:
+            return AppRunnerBackend.from_settings(
+                settings.apprunner_service_arn, settings.aws_region
+            )
+        except ImportError:
+            raise ConfigError(
+                "WORKER_MODE_BACKEND: apprunner needs boto3: pip install 'queueops[aws]'"
+            ) from None
     from bot.deploy.none import NoneBackend
 
     return NoneBackend()
