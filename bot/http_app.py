@@ -42,6 +42,7 @@ from bot.alerts.watcher import Watcher, WatchRules
 from bot.alerts.worker import AlertWorker
 from bot.audit import AuditEntry
 from bot.config import Settings
+from bot.deploy.select import backend_for
 from bot.dispatch import Dispatcher, make_dispatcher
 from bot.queues.models import ProbeResult
 from bot.queues.probe import Extra
@@ -53,6 +54,7 @@ from bot.slack.roles import RoleResolver, slack_error
 from commands.registry import all_commands
 from commands.snapshot import snapshot_view
 from scheduler.cron import FAILURES_BEFORE_ALERT, DrainCron
+from scheduler.state import Mode
 from scheduler.ticker import Ticker
 
 log = logging.getLogger("queueops.serve")
@@ -313,6 +315,16 @@ async def build_app(settings: Settings) -> web.Application:
             log.error("Slack: Socket Mode gave up connecting: %s", reason)
 
     async def start_ticking(app: web.Application) -> None:
+        """Where no mode is recorded yet, App Runner's WORKER_INPROCESS says which it is
+        (read once, at start; dotenv and none are read without a network call)."""
+        if settings.worker_mode_backend == "apprunner" and dispatcher.cron is not None:
+            try:
+                env = await backend_for(settings).read()
+                mode: Mode = "cron" if env.get("WORKER_INPROCESS") == "0" else "always-on"
+                if await dispatcher.cron.adopt_mode(mode):
+                    log.info("worker mode from App Runner: %s", mode)
+            except Exception as err:
+                log.warning("could not read the worker mode from App Runner: %s", err)
         ticker.start()
 
     async def start_alerts(app: web.Application) -> None:

@@ -95,6 +95,10 @@ class CronState:
             leader=str(leader) if leader else None,
         )
 
+    async def adopt_mode(self, mode: Mode) -> bool:
+        """Record `mode` unless one is recorded already (what the backend says, at start)."""
+        return bool(await self.redis.hsetnx(self.key, "mode", mode))
+
     async def set_mode(self, mode: Mode) -> None:
         await self.redis.hset(self.key, "mode", mode)
 
