@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import Field
 
 from bot.durations import format_duration_ms
-from bot.errors import OperationFailed
 from bot.roles import Role
 from commands.context import CommandContext
 from commands.parsing import Request, WordParser, parse_words
@@ -105,9 +104,7 @@ def parse(words: Sequence[str]) -> BudgetRequest:
 
 
 async def run(req: BudgetRequest, ctx: CommandContext) -> BudgetReply:
-    if ctx.cron is None:  # pragma: no cover - every entry point gives one
-        raise OperationFailed("no cron state here")
-    status = await ctx.cron.status()
+    status = await ctx.cron_state().status()
     queues = len(await ctx.queues.queue_names()) or 1
     return BudgetReply(
         mode=status.mode,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.drain import DrainClient
+from bot.errors import OperationFailed
 from bot.queues.service import QueueService
 from bot.roles import Role
 from scheduler.state import CronState
@@ -22,3 +23,9 @@ class CommandContext:
     cron: CronState | None = None
     drain: DrainClient | None = None
     """None when DRAIN_URL is not set."""
+
+    def cron_state(self) -> CronState:
+        """The drain cron's state; every entry point gives one (bot.dispatch)."""
+        if self.cron is None:
+            raise OperationFailed("the drain cron's state is not available here")
+        return self.cron

@@ -9,14 +9,13 @@ from typing import Any
 from pydantic import Field
 
 from bot.durations import format_duration_ms, parse_duration_ms
-from bot.errors import OperationFailed
 from bot.roles import Role
 from commands.context import CommandContext
 from commands.parsing import Request, WordParser, parse_words
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Fields, Mark, Note, Row, Table
-from scheduler.state import CronState, CronStatus, DrainRun
+from scheduler.state import CronStatus, DrainRun
 
 
 def iso(ms: int | None) -> str | None:
@@ -127,12 +126,6 @@ class CronChangedReply(Reply):
         return [Note(mark=Mark.OK, text=self.text)]
 
 
-def _state(ctx: CommandContext) -> CronState:
-    if ctx.cron is None:  # pragma: no cover - every entry point gives one
-        raise OperationFailed("no cron state here")
-    return ctx.cron
-
-
 def _no_args(name: str) -> Any:
     def parse(words: Sequence[str]) -> NoArgs:
         return parse_words(NoArgs, WordParser(name, name), words)
@@ -153,25 +146,27 @@ def parse_every(words: Sequence[str]) -> EveryRequest:
 
 
 async def run_status(req: NoArgs, ctx: CommandContext) -> CronStatusReply:
-    return CronStatusReply(status=await _state(ctx).status(), drain_url_set=ctx.drain is not None)
+    return CronStatusReply(
+        status=await ctx.cron_state().status(), drain_url_set=ctx.drain is not None
+    )
 
 
 async def run_history(req: HistoryRequest, ctx: CommandContext) -> CronHistoryReply:
-    return CronHistoryReply(runs=await _state(ctx).history(req.count))
+    return CronHistoryReply(runs=await ctx.cron_state().history(req.count))
 
 
 async def run_pause(req: NoArgs, ctx: CommandContext) -> CronChangedReply:
-    await _state(ctx).set_paused(True)
+    await ctx.cron_state().set_paused(True)
     return CronChangedReply(text="drain cron paused: ticks still probe, nothing is drained")
 
 
 async def run_resume(req: NoArgs, ctx: CommandContext) -> CronChangedReply:
-    await _state(ctx).set_paused(False)
+    await ctx.cron_state().set_paused(False)
     return CronChangedReply(text="drain cron resumed")
 
 
 async def run_every(req: EveryRequest, ctx: CommandContext) -> CronChangedReply:
-    await _state(ctx).set_every(req.every_ms)
+    await ctx.cron_state().set_every(req.every_ms)
     return CronChangedReply(
         text=f"drain cron every {format_duration_ms(req.every_ms)} from the next tick on"
     )

@@ -28,7 +28,6 @@ from commands.parsing import Request, WordParser, parse_words
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Fields, Mark, Note, Row, Table
-from scheduler.state import CronState
 
 USAGE = "mode | mode always-on | mode cron [--every 5m]"
 INPROCESS = {"cron": "0", "always-on": "1"}
@@ -143,12 +142,6 @@ def parse(words: Sequence[str]) -> ModeRequest:
     return parse_words(ModeRequest, parser, words)
 
 
-def _cron(ctx: CommandContext) -> CronState:
-    if ctx.cron is None:  # pragma: no cover - every entry point gives one
-        raise OperationFailed("no cron state here")
-    return ctx.cron
-
-
 def _monthly(mode: str, every_ms: int, queues: int, tick_cost: int) -> int:
     if mode == "cron":
         return math.ceil(MONTH_MS / every_ms) * tick_cost
@@ -161,7 +154,7 @@ async def _backend(ctx: CommandContext) -> Backend:
 
 async def preview(req: ModeRequest, ctx: CommandContext) -> ModePreview:
     assert req.target is not None
-    status = await _cron(ctx).status()
+    status = await ctx.cron_state().status()
     backend = await _backend(ctx)
     env = await backend.read()
     every = req.every_ms or status.every_ms
@@ -190,7 +183,7 @@ async def preview(req: ModeRequest, ctx: CommandContext) -> ModePreview:
 
 
 async def run(req: ModeRequest, ctx: CommandContext) -> Reply:
-    state = _cron(ctx)
+    state = ctx.cron_state()
     backend = await _backend(ctx)
     if req.target is None:
         status = await state.status()
