@@ -10,6 +10,17 @@ from bot.errors import ConfigError
 from bot.roles import Role, RoleGrants
 
 ALL_VARS = (
+    "WATCH_DEPTH",
+    "WATCH_OLDEST",
+    "WATCH_FAILED_PCT",
+    "WATCH_DLQ_GROWTH",
+    "REDIS_MONTHLY_COMMANDS",
+    "INCIDENT_ARCHIVE_AFTER",
+    "AUDIT_CHANNEL",
+    "QUEUEOPS_OPERATOR_RATE",
+    "QUEUEOPS_STATE_PREFIX",
+    "APPRUNNER_SERVICE_ARN",
+    "AWS_REGION",
     "REDIS_URL",
     "QUEUEOPS_QUEUES",
     "QUEUEOPS_PREFIX",
@@ -83,6 +94,15 @@ def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DRAIN_EVERY", "500ms", "shorter than 1s"),
         ("PORT", "http", "(got 'http')"),
         ("PORT", "70000", "less than or equal to 65535"),
+        ("WATCH_DEPTH", "-1", "greater than or equal to 0"),
+        ("WATCH_OLDEST", "half an hour", "is not a duration"),
+        ("WATCH_FAILED_PCT", "150", "less than or equal to 100"),
+        ("WATCH_DLQ_GROWTH", "maybe", "valid boolean"),
+        ("REDIS_MONTHLY_COMMANDS", "0", "greater than or equal to 1"),
+        ("INCIDENT_ARCHIVE_AFTER", "tomorrow", "is not a duration"),
+        ("AUDIT_CHANNEL", "#ops", "is not a Slack channel id"),
+        ("QUEUEOPS_OPERATOR_RATE", "0", "greater than or equal to 1"),
+        ("QUEUEOPS_STATE_PREFIX", "a:b", "not a key prefix"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
