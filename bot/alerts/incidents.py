@@ -303,9 +303,9 @@ class Incidents:
         if incident.get("status") == "resolved":
             return
         await self.open(iid)  # a group that resolved before its channel was made
-        if not await self.redis.hsetnx(key, "resolved_at", now_ms()):
-            incident = await self.load(iid)
-        await self.add_to_timeline(iid, f"resolved by {by}")
+        if await self.redis.hsetnx(key, "resolved_at", now_ms()):
+            # Only the first attempt: a retry after a Slack failure must not add it again.
+            await self.add_to_timeline(iid, f"resolved by {by}")
         incident = await self.load(iid)
         channel = incident["channel_id"]
         if not incident.get("resolution_ts"):
@@ -323,7 +323,6 @@ class Incidents:
             )
             await self.redis.hset(key, "resolution_ts", str(posted["ts"]))
         if not incident.get("postmortem_ts"):
-            incident["resolved_at"] = incident.get("resolved_at") or now_ms()
             text = postmortem(incident, await self.timeline(iid))
             posted = await self.client.chat_postMessage(channel=channel, text=text)
             await self.redis.hset(key, "postmortem_ts", str(posted["ts"]))
