@@ -46,9 +46,9 @@ async def run_words(
     try:
         dispatcher = make_dispatcher(redis, settings, rate_limited=False)
 
-        async def run(run_words: Sequence[str], confirmed: bool) -> Reply:
+        async def run(command_words: Sequence[str], confirmed: bool) -> Reply:
             outcome = await dispatcher.run(
-                run_words,
+                command_words,
                 actor=_actor(),
                 role=Role.ADMIN,
                 transport="cli",

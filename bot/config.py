@@ -190,9 +190,6 @@ class Settings(BaseSettings):
     def drain_every(self) -> str:
         return format_duration_ms(self.drain_every_ms)
 
-    def dlq_name(self, queue: str) -> str:
-        return f"{queue}{self.dlq_suffix}"
-
     @property
     def slack_enabled(self) -> bool:
         """HTTP mode needs the bot token and the signing secret; Socket Mode the app token."""

@@ -123,7 +123,7 @@ async def preview(req: QuarantineRequest, ctx: CommandContext) -> BulkPreviewRep
     )
     return BulkPreviewReply(
         queue=req.queue,
-        dlq=ctx.settings.dlq_name(req.queue),
+        dlq=ctx.queues.store.dlq_name(req.queue),
         pattern=pattern,
         limit=req.limit,
         read=read,
@@ -156,7 +156,7 @@ async def run(req: QuarantineRequest, ctx: CommandContext) -> Reply:
     move = await ctx.queues.quarantine(req.queue, req.job_id, reason=req.reason, actor=ctx.actor)
     if not move.moved:
         raise Refused(move.problem or f"job {req.job_id} was not moved")
-    return QuarantineReply(queue=req.queue, dlq=ctx.settings.dlq_name(req.queue), move=move)
+    return QuarantineReply(queue=req.queue, dlq=ctx.queues.store.dlq_name(req.queue), move=move)
 
 
 register(

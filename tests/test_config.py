@@ -52,7 +52,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_follow_design() -> None:
     s = load_settings()
     assert s.redis_url == "redis://localhost:6379/0"
-    assert s.queues is None and s.prefix == "bull" and s.dlq_name("a") == "a-dlq"
+    assert s.queues is None and s.prefix == "bull" and s.dlq_suffix == "-dlq"
     assert s.drain_every == "5m" and s.drain_every_ms == 300_000
     assert s.worker_mode_backend == "none" and s.port == 3000
     assert s.drain_token is None and s.slack_api_url == "https://slack.com/api/"
