@@ -158,14 +158,14 @@ register(
 )
 
 
-async def snapshot_view(ctx_queues: QueueService, queues: Sequence[str]) -> list[Block]:
+async def snapshot_view(service: QueueService, queues: Sequence[str]) -> list[Block]:
     """The snapshot as other messages show it (an incident's status message): the named
     queues, or every queue when a name is unknown here (an alert's label may not match)."""
     try:
-        snaps = await ctx_queues.snapshot(list(queues) or None)
+        snaps = await service.snapshot(list(queues) or None)
         return SnapshotReply(queues=snaps).view()
     except NotFound as err:
         return [
             Note(mark=Mark.WARN, text=f"{err}; showing every queue"),
-            *SnapshotReply(queues=await ctx_queues.snapshot(None)).view(),
+            *SnapshotReply(queues=await service.snapshot(None)).view(),
         ]

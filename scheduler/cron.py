@@ -48,7 +48,6 @@ class DrainCron:
         self.all_queues = list(all_queues) if all_queues else None
         self.on_streak = on_streak
         self.max_duration_ms = max_duration_ms
-        self.drains = 0
         # The lease outlives a drain in progress (the app stops after maxDurationMs).
         ttl = max(2 * ticker.every_ms, max_duration_ms + 30_000)
         self.index = ticker.add_extra(
@@ -91,7 +90,6 @@ class DrainCron:
             except DrainError as err:
                 status, error = err.status, str(err)
                 break
-        self.drains += 1
         run = DrainRun(
             at_ms=at_ms,
             queues=list(queues),

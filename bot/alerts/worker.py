@@ -27,8 +27,6 @@ class AlertWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.handled = 0
-        self.failed = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="queueops-alert-worker")
@@ -67,7 +65,6 @@ class AlertWorker:
             log.info("alerts: %s is being opened by another worker; will retry", event.title)
             return
         except Exception as err:
-            self.failed += 1
             log.warning(
                 "alerts: %s (%s) not handled yet, left pending for a retry: %s",
                 event.title,
@@ -76,7 +73,6 @@ class AlertWorker:
             )
             return
         await self.stream.ack(entry_id)
-        self.handled += 1
 
     async def stop(self, grace_s: float = 20.0) -> None:
         """Let the entry in hand finish (each is safe to stop, but finishing posts sooner),
