@@ -33,7 +33,7 @@ from bot.config import load_settings  # noqa: E402
 from bot.embedded_redis import embedded_redis, free_port  # noqa: E402
 from bot.http_app import build_app  # noqa: E402
 
-FIRING = ROOT.parent / "shared" / "fixtures" / "alertmanager" / "firing.json"
+FIRING = ROOT / "tests" / "fixtures" / "alertmanager" / "firing.json"
 TOKEN = "bench-token"
 
 

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from command_counter import count_commands  # noqa: E402
 
 from bot.embedded_redis import embedded_redis  # noqa: E402
+from bot.patterns import compile_user_pattern  # noqa: E402
 from bot.queues.service import QueueService  # noqa: E402
 from bot.queues.store import QueueStore  # noqa: E402
 
@@ -125,7 +125,7 @@ async def measure_bulk(url: str, count: int) -> dict[str, Any]:
     redis.evalsha = timed_evalsha  # type: ignore[method-assign]
     started = time.perf_counter()
     result = await service.quarantine_matching(
-        queue, re.compile("ECONNRESET"), limit=count, reason="bench", actor="bench"
+        queue, compile_user_pattern("ECONNRESET"), limit=count, reason="bench", actor="bench"
     )
     wall_s = time.perf_counter() - started
     slow = [

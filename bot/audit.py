@@ -1,9 +1,15 @@
-"""The audit trail: every command and button press, who, where, words, outcome, duration.
+"""The audit trail: every change and button press, who, where, words, outcome, duration.
 
 Entries go to a capped Redis stream (`<state prefix>:audit`, about 10,000 entries) and to
-whoever subscribed (the Slack transport posts them to AUDIT_CHANNEL). Words are redacted
-before they are stored: a token pasted into a command never reaches Redis, Slack or logs.
-An audit write that fails is logged and never fails the command it describes.
+whoever subscribed (the Slack transport posts them to AUDIT_CHANNEL, an incident channel's
+timeline). Words are redacted before they are stored: a token pasted into a command never
+reaches Redis, Slack or logs. An audit write that fails is logged and never fails the
+command it describes.
+
+Reads that went well (a snapshot, `dlq list`: what a viewer may run) are not recorded unless
+QUEUEOPS_AUDIT_READS is true: the write would double what a snapshot costs Redis, and a
+trail of who looked is rarely what an audit is for. A read that failed or was refused is
+recorded like a change.
 """
 
 from __future__ import annotations
@@ -17,18 +23,23 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.urls import hide_url_credentials
+
 log = logging.getLogger(__name__)
 
 AUDIT_MAXLEN = 10_000
 _SECRET_VALUE = re.compile(
     r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|\b[a-fA-F0-9]{32,}\b|\b[A-Za-z0-9+/_-]{40,}\b)"
 )
-_SECRET_FLAG = re.compile(r"^--?(token|secret|password|key)(=.*)?$", re.IGNORECASE)
+# fullmatch and DOTALL: "--password=x\ny" is a flag with a value too, not free text.
+_SECRET_FLAG = re.compile(r"--?(token|secret|password|key)(=.*)?", re.IGNORECASE | re.DOTALL)
 _SECRET_FLAG_IN_TEXT = re.compile(r"(--?(?:token|secret|password|key)[ =])\S+", re.IGNORECASE)
 
 
 def redact_text(text: str) -> str:
-    """A free-text line (an error message that quotes the words) with secrets replaced."""
+    """A free-text line (an error message that quotes the words) with secrets replaced,
+    URLs among them (`redis://:pw@host` shows as `redis://host`)."""
+    text = hide_url_credentials(text)
     return _SECRET_VALUE.sub("[redacted]", _SECRET_FLAG_IN_TEXT.sub(r"\1[redacted]", text))
 
 
@@ -41,12 +52,12 @@ def redact_words(words: Sequence[str]) -> str:
             out.append("[redacted]")
             hide_next = False
             continue
-        flag = _SECRET_FLAG.match(word)
+        flag = _SECRET_FLAG.fullmatch(word)
         if flag:
             out.append(word.split("=", 1)[0] + ("=[redacted]" if flag.group(2) else ""))
             hide_next = flag.group(2) is None
             continue
-        out.append(_SECRET_VALUE.sub("[redacted]", word))
+        out.append(_SECRET_VALUE.sub("[redacted]", hide_url_credentials(word)))
     return " ".join(out)
 
 
@@ -67,19 +78,27 @@ AuditListener = Callable[[AuditEntry], Awaitable[None]]
 
 
 class AuditLog:
-    def __init__(self, redis: Redis, key: str, *, maxlen: int = AUDIT_MAXLEN) -> None:
+    def __init__(
+        self, redis: Redis, key: str, *, maxlen: int = AUDIT_MAXLEN, audit_reads: bool = False
+    ) -> None:
         self.redis = redis
         self.key = key
         self.maxlen = maxlen
+        self.audit_reads = audit_reads
         self.listeners: list[AuditListener] = []
 
     @staticmethod
     def now_ms() -> int:
         return int(time.time() * 1000)
 
-    async def record(self, entry: AuditEntry, *, redis_down: bool = False) -> None:
+    async def record(
+        self, entry: AuditEntry, *, redis_down: bool = False, read: bool = False
+    ) -> None:
         """Store the entry and tell the listeners. `redis_down`: the command just failed on
-        Redis, so only the listeners hear of it (a write would fail, and slowly)."""
+        Redis, so only the listeners hear of it (a write would fail, and slowly). `read`: a
+        command that changed nothing and went well; dropped unless reads are audited."""
+        if read and not self.audit_reads:
+            return
         fields = {k: str(v) for k, v in entry.model_dump().items() if v is not None}
         if not redis_down:
             try:

@@ -1,7 +1,9 @@
 """`queueops <command>`: every /queue command from a terminal, as text or --json.
 
 Exit 0 on success, 1 when the operation failed, 2 for a usage or configuration error;
-errors are one line on stderr, never a traceback.
+errors are one line on stderr, never a traceback. `--help` (after any command, or alone)
+and `--version` answer from the code alone: no configuration read, no Redis touched, no
+server started.
 """
 
 from __future__ import annotations
@@ -14,15 +16,35 @@ import sys
 import traceback
 from collections.abc import Sequence
 from contextlib import suppress
+from importlib.metadata import PackageNotFoundError, version
 
 from bot.config import Settings, load_settings
 from bot.dispatch import make_dispatcher
-from bot.errors import ConfigError
+from bot.errors import ConfigError, UsageError
 from bot.redis_client import make_redis
 from bot.render_text import render_text
 from bot.roles import Role
+from bot.urls import hide_url_credentials
+from commands.registry import Command, all_commands, resolve
 from commands.reply import ErrorReply, Reply
 from commands.runner import ConfirmationNeeded
+
+HELP_FLAGS = ("-h", "--help")
+USAGE = """usage: queueops COMMAND [ARGUMENTS] [--json] [--yes]
+       queueops serve | queueops shell [--demo] | queueops --version
+       queueops COMMAND --help
+
+Every /queue command, run against the Redis at REDIS_URL; --json prints one JSON
+document, --yes confirms what would otherwise ask. Exit 0 ok, 1 failed, 2 usage or
+configuration.
+"""
+SERVE_USAGE = """usage: queueops serve
+
+Run the Slack bot: POST /slack/events, /alerts/alertmanager, /alerts/generic, GET /healthz,
+/readyz and /metrics on PORT (3000), with the drain cron and the incident watcher. Reads the
+environment (REDIS_URL, SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET or SLACK_APP_TOKEN, DRAIN_URL,
+DRAIN_EVERY, ...); stops cleanly on SIGTERM or Ctrl-C.
+"""
 
 
 def _actor() -> str:
@@ -42,7 +64,7 @@ async def run_words(
     deployment (`mode`) previews and asks; `--yes` skips the question; with no terminal and
     no `--yes` it changes nothing and says so (DESIGN.md, the CLI's manners).
     """
-    redis = make_redis(settings, client_name="queueops-cli")
+    redis = make_redis(settings)  # one-shot: no name, no HELLO (bot/redis_client.py)
     try:
         dispatcher = make_dispatcher(redis, settings, rate_limited=False)
 
@@ -77,6 +99,9 @@ async def run_words(
 
 def emit(reply: Reply, *, as_json: bool) -> int:
     """Print a reply the CLI way and return its exit code."""
+    if isinstance(reply, ErrorReply):
+        # Last guard: an error may quote a URL from anywhere (a library's message).
+        reply = reply.model_copy(update={"message": hide_url_credentials(reply.message)})
     if as_json:
         print(json.dumps(reply.data(), ensure_ascii=False))
     if isinstance(reply, ErrorReply):
@@ -96,17 +121,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def package_version() -> str:
+    try:
+        return version("queueops")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def usage_of(words: Sequence[str]) -> tuple[str, int]:
+    """(the usage to print for `queueops WORDS --help`, exit code); touches nothing."""
+    if not words:
+        rows = [f"  {c.usage:<58} {c.summary}" for c in all_commands()]
+        return USAGE + "\ncommands:\n" + "\n".join(rows) + "\n", 0
+    if words[0] == "serve":
+        return SERVE_USAGE, 0
+    family = [c for c in all_commands() if c.name.split()[0] == words[0].lower()]
+    try:
+        command, _ = resolve(words)
+    except UsageError as err:
+        if not family:
+            return f"queueops: {err}\n", 2
+        return "".join(_command_usage(c) for c in family), 0
+    return _command_usage(command), 0
+
+
+def _command_usage(command: Command) -> str:
+    examples = "".join(f"  queueops {e}\n" for e in command.examples)
+    return (
+        f"usage: queueops {command.usage} [--json]\n\n{command.summary} "
+        f"({command.role.label} role)\n" + (f"e.g.\n{examples}" if examples else "") + "\n"
+    )
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["shell"]:
+        from bot.shell import main as shell_main  # its own argparse: --help, --demo, -e
+
+        return shell_main(args[1:])
+    if args[:1] in (["--version"], ["-V"]):
+        print(f"queueops {package_version()}")
+        return 0
     as_json = "--json" in args
     assume_yes = "--yes" in args
     words = [a for a in args if a not in ("--json", "--yes")]
-    if not words or words[0] in ("-h", "--help"):
-        words = ["help"]
-    if words[0] == "shell":
-        from bot.shell import main as shell_main
-
-        return shell_main(args[args.index("shell") + 1 :])
+    if not words or any(a in HELP_FLAGS for a in words):
+        text, code = usage_of([a for a in words if a not in HELP_FLAGS])
+        print(text, end="", file=sys.stdout if code == 0 else sys.stderr)
+        return code
+    if words[0] == "serve" and len(words) > 1:
+        return emit(
+            ErrorReply(
+                message=f"serve takes no arguments (got {' '.join(words[1:])!r})", exit_code=2
+            ),
+            as_json=as_json,
+        )
     try:
         settings = load_settings()
     except ConfigError as err:

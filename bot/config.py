@@ -11,21 +11,63 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from redis.asyncio.connection import ConnectionPool
 
-from bot.durations import format_duration_ms, parse_duration_ms
+from bot.durations import check_cadence_ms, format_duration_ms, parse_duration_ms
 from bot.errors import ConfigError
 from bot.roles import RoleGrants
+from bot.urls import hide_url_credentials, url_fit_to_show
 
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-{}]*$")
+# Validators use fullmatch: with match() and '$', "orders\n" passed ('$' matches before a
+# final newline), and a queue name with a newline breaks every key and log line it is in.
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-{}]*")
+_SLACK_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 
 
 def validate_queue_name(name: str) -> str:
     """BullMQ forbids ':' in queue names; we also refuse blanks and shell-ish characters."""
-    if not _QUEUE_NAME.match(name) or len(name) > 200:
-        raise ValueError(f"'{name}' is not a queue name (letters, digits, . _ - only)")
+    if not _QUEUE_NAME.fullmatch(name) or len(name) > 200:
+        raise ValueError(f"{name!r} is not a queue name (letters, digits, . _ - only)")
     return name
+
+
+def _check_redis_url(value: str) -> None:
+    """Refuse what redis-py would refuse only when connecting (a bad query value, an unknown
+    option), as a configuration line; the URL in the message is shown without credentials."""
+    shown = url_fit_to_show(value)
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"'{shown}' must start with redis://, rediss:// or unix://")
+    if parts.scheme == "unix":
+        # unix:///run/redis.sock?db=2: the path is the socket, the database is a query value.
+        if not parts.path:
+            raise ValueError(f"'{shown}' names no socket path (unix:///path/to/redis.sock)")
+    else:
+        if not parts.hostname:
+            hint = " (percent-encode @ : / ? # in a password)" if "@" in value else ""
+            raise ValueError(f"'{shown}' names no host{hint}")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError(f"'{shown}' has a bad port") from None
+        db = parts.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"'{shown}' has a bad database number '{db}'")
+    try:
+        pool = ConnectionPool.from_url(value)
+        pool.connection_class(**pool.connection_kwargs)  # builds, does not connect
+    except (TypeError, ValueError) as err:
+        reason = str(err).split("__init__() ", 1)[-1]  # "got an unexpected keyword 'x'"
+        raise ValueError(f"'{shown}' is not a Redis URL redis-py accepts: {reason}") from None
 
 
 def _comma_list(value: object) -> tuple[str, ...] | None:
@@ -78,6 +120,9 @@ class Settings(BaseSettings):
     aws_region: str | None = Field(None, validation_alias="AWS_REGION")
     port: int = Field(3000, ge=1, le=65535, validation_alias="PORT")
     audit_channel: str | None = Field(None, validation_alias="AUDIT_CHANNEL")
+    audit_reads: bool = Field(False, validation_alias="QUEUEOPS_AUDIT_READS")
+    """Changes are always audited; reads (snapshot, dlq list...) only when this is true,
+    since writing each one would double what a viewer's snapshot costs Redis."""
     incident_archive_after_ms: Annotated[int | None, NoDecode] = Field(
         None, validation_alias=AliasChoices("INCIDENT_ARCHIVE_AFTER", "incident_archive_after_ms")
     )
@@ -93,21 +138,13 @@ class Settings(BaseSettings):
         12, ge=1, le=10_000, validation_alias="QUEUEOPS_OPERATOR_RATE"
     )
 
+    _redis_origin: str | None = PrivateAttr(default=None)
+    """Where `redis_url` came from when not from the environment (the shell's embedded one)."""
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"'{value}' must start with redis://, rediss:// or unix://")
-        if parts.scheme != "unix" and not parts.hostname:
-            raise ValueError(f"'{value}' names no host")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise ValueError(f"'{value}' has a bad port") from None
-        db = parts.path.lstrip("/")
-        if db and not db.isdigit():
-            raise ValueError(f"'{value}' has a bad database number '{db}'")
+        _check_redis_url(value)
         return value
 
     @field_validator("queues", "incident_invite", mode="before")
@@ -123,11 +160,20 @@ class Settings(BaseSettings):
                 validate_queue_name(name)
         return value
 
+    @field_validator("slack_signing_secret", "slack_bot_token", "slack_app_token")
+    @classmethod
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        """Set but blank is a mistake (an empty secret in a deploy's variables), not "off":
+        a blank signing secret would refuse every request with a 401 nobody understands."""
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is set but blank; unset it, or set the value from the Slack app")
+        return value
+
     @field_validator("audit_channel")
     @classmethod
     def _channel(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^[CGD][A-Z0-9]{2,}$", value):
-            raise ValueError(f"'{value}' is not a Slack channel id (C…, G…)")
+        if value is not None and not _SLACK_CHANNEL_ID.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Slack channel id (C…, G…)")
         return value
 
     @field_validator("prefix", "state_prefix")
@@ -151,7 +197,15 @@ class Settings(BaseSettings):
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"'{value}' is not an http(s) URL")
+            raise ValueError(f"'{url_fit_to_show(value)}' is not an http(s) URL")
+        return value
+
+    @field_validator("worker_mode_dotenv")
+    @classmethod
+    def _dotenv_folder(cls, value: Path | None) -> Path | None:
+        """A missing folder is a typo in the path, not a Redis problem: say so at start."""
+        if value is not None and not value.parent.is_dir():
+            raise ValueError(f"the folder {value.parent} does not exist")
         return value
 
     @field_validator("roles", mode="before")
@@ -177,9 +231,7 @@ class Settings(BaseSettings):
     @field_validator("drain_every_ms")
     @classmethod
     def _drain_every(cls, value: int) -> int:
-        if value < 1000:
-            raise ValueError(f"{value} ms is shorter than 1s")
-        return value
+        return check_cadence_ms(value)
 
     @property
     def drain_token(self) -> SecretStr | None:
@@ -196,6 +248,19 @@ class Settings(BaseSettings):
         return self.slack_bot_token is not None and (
             self.slack_signing_secret is not None or self.slack_app_token is not None
         )
+
+    def with_redis(self, url: str, *, origin: str) -> Settings:
+        """These settings on another Redis (the shell's embedded one), named `origin` in
+        error messages instead of REDIS_URL, which did not give it."""
+        copy = self.model_copy(update={"redis_url": url})
+        copy._redis_origin = origin
+        return copy
+
+    def redis_origin(self) -> str:
+        """Where the Redis comes from, for error messages: a person fixes what is named."""
+        if self._redis_origin is not None:
+            return self._redis_origin
+        return "REDIS_URL" if "redis_url" in self.model_fields_set else "REDIS_URL is not set"
 
     def redis_location(self) -> str:
         """host:port (or the socket path) for error messages; never the password."""
@@ -224,6 +289,8 @@ def load_settings(**overrides: object) -> Settings:
         first = err.errors()[0]
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         bad = first.get("input")
-        if isinstance(bad, str) and f"'{bad}'" not in message and len(bad) < 80:
-            message = f"{message} (got '{bad}')"
+        if isinstance(bad, str) and "'" not in message and len(bad) < 80:
+            message = f"{message} (got {bad!r})"
+        # Whatever a message quotes, a URL in it loses its credentials (REDIS_URL, DRAIN_URL).
+        message = hide_url_credentials(message)
         raise ConfigError(f"{_env_name(tuple(first.get('loc', ())))}: {message}") from None

@@ -17,9 +17,13 @@ from typing import Any
 from bullmq import Queue, Worker
 from redis.asyncio import Redis
 
+from bot.errors import OperationFailed
 from bot.queues.control import pause
 from bot.queues.store import QueueStore
 
+WORKER_CLOSE_S = 5.0
+"""How long a demo worker may take to stop, gently and then forced (PyPI bullmq's close()
+waits for its jobs and shields itself from cancellation, so it is never awaited bare)."""
 POISON = "TypeError: Cannot read properties of undefined (reading 'email')"
 NETWORK = "connect ECONNRESET 10.0.3.17:5432"
 
@@ -45,8 +49,21 @@ async def _process(url: str, prefix: str, queue: Queue, finished: int) -> None:
                 break
             await asyncio.sleep(0.02)
     finally:
-        await worker.close()
+        await _close_within(worker, WORKER_CLOSE_S)
         task.cancel()
+        await asyncio.wait({task}, timeout=WORKER_CLOSE_S)
+
+
+async def _close_within(worker: Worker, seconds: float) -> None:
+    """close(), and close(force=True) if that does not finish in time; OperationFailed if
+    neither does (the caller's thread is then abandoned, never the terminal)."""
+    for force in (False, True):
+        closing = asyncio.ensure_future(worker.close(force=force))
+        done, _ = await asyncio.wait({closing}, timeout=seconds)
+        if done:
+            closing.result()
+            return
+    raise OperationFailed(f"a demo worker did not stop within {2 * seconds:.0f} s")
 
 
 async def fill_demo(redis: Redis, url: str, prefix: str = "bull") -> list[str]:

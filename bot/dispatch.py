@@ -1,7 +1,8 @@
 """The Dispatcher: how every transport runs a command.
 
 It builds the command's context for the person asking, applies the per-user rate limit to
-commands that change things, runs the command, and records metrics and the audit trail.
+commands that change things, runs the command, and records metrics and the audit trail
+(reads that went well only with QUEUEOPS_AUDIT_READS: see bot/audit.py).
 It also knows how many commands are in flight, so `serve` can let them finish on SIGTERM.
 """
 
@@ -23,7 +24,7 @@ from bot.queues.service import QueueService
 from bot.ratelimit import RateLimiter
 from bot.roles import Role
 from commands.context import CommandContext
-from commands.registry import Command
+from commands.registry import Command, resolve
 from commands.runner import Outcome, execute
 from scheduler.state import CronState, Mode
 
@@ -86,6 +87,7 @@ class Dispatcher:
                     duration_ms=int(outcome.seconds * 1000),
                 ),
                 redis_down=outcome.redis_error,
+                read=went_well_and_changed_nothing(outcome),
             )
         return outcome
 
@@ -122,6 +124,15 @@ class Dispatcher:
             return True
         except TimeoutError:
             return False
+
+
+def went_well_and_changed_nothing(outcome: Outcome) -> bool:
+    """A read: a command open to viewers (they may change nothing, by design: bot/roles.py)
+    that succeeded. A failed or refused one, a preview and every change are not reads."""
+    if outcome.command is None or outcome.label != "ok":
+        return False
+    command, _ = resolve(outcome.command.split())
+    return command.role <= Role.VIEWER
 
 
 def default_mode(settings: Settings) -> Mode:
@@ -186,7 +197,7 @@ def make_dispatcher(redis: Redis, settings: Settings, *, rate_limited: bool) -> 
     return Dispatcher(
         service,
         settings,
-        audit=AuditLog(redis, f"{settings.state_prefix}:audit"),
+        audit=AuditLog(redis, f"{settings.state_prefix}:audit", audit_reads=settings.audit_reads),
         limiter=limiter,
         cron=cron_state(redis, settings),
         drain=drain_client(settings, redis),

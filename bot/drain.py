@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.errors import OperationFailed
+from bot.urls import hide_url_credentials, url_fit_to_show
 
 DRAIN_PATH = "/api/v1/cron/drain-queues"
 MAX_DURATION_MS = 600_000
@@ -64,7 +65,8 @@ class DrainClient:
         backoff_s: float = 0.5,
     ) -> None:
         self.url = base_url.rstrip("/") + DRAIN_PATH
-        self.host = urlsplit(base_url).netloc
+        # DRAIN_URL may be http://user:pass@host: messages name the host, never the pass.
+        self.host = urlsplit(url_fit_to_show(base_url)).netloc
         self.token = token
         self.token_source = token_source
         self.transport = transport
@@ -159,15 +161,21 @@ class DrainClient:
 
 
 def _reason(err: Exception) -> str:
+    """httpx's first line (it may quote the request URL, so without credentials)."""
     text = str(err) or type(err).__name__
-    return text.splitlines()[0][:200]
+    return hide_url_credentials(text.splitlines()[0])[:200]
 
 
 def _detail(resp: httpx.Response) -> str:
+    """What the app said, in one line (it may echo the URL it was called with)."""
     try:
         data = resp.json()
         if isinstance(data, dict) and data.get("error"):
-            return str(data["error"])[:200]
+            return _one_line(str(data["error"]))
     except ValueError:
         pass
-    return resp.text[:200] or f"HTTP {resp.status_code}"
+    return _one_line(resp.text) or f"HTTP {resp.status_code}"
+
+
+def _one_line(text: str) -> str:
+    return hide_url_credentials(" ".join(text.split()))[:200]

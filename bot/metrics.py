@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 COMMANDS = Counter(
     "queueops_commands_total",
@@ -17,3 +17,11 @@ COMMAND_SECONDS = Histogram(
 )
 REDIS_ERRORS = Counter("queueops_redis_errors_total", "Commands that failed on Redis")
 SLACK_ERRORS = Counter("queueops_slack_errors_total", "Slack Web API calls that failed", ["method"])
+ALERTS_UNHANDLED = Gauge(
+    "queueops_alerts_unhandled",
+    "Alerts stored but not handled yet (pending or not read); intake answers 503 over the bound",
+)
+ALERTS_DEAD_LETTERED = Gauge(
+    "queueops_alerts_dead_lettered",
+    "Alerts parked in the dead-letter stream after failing for a reason other than an outage",
+)

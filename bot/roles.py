@@ -12,7 +12,7 @@ from enum import IntEnum
 
 from pydantic import BaseModel, ConfigDict
 
-_PRINCIPAL = re.compile(r"^(\*|[UWS][A-Z0-9]{2,})$")
+_PRINCIPAL = re.compile(r"\*|[UWS][A-Z0-9]{2,}")  # fullmatch: "$" would allow a final newline
 
 
 class Role(IntEnum):
@@ -55,7 +55,7 @@ class RoleGrants(BaseModel):
                 raise ValueError("role 'anyone' cannot be granted; it is everyone already")
             ids = [m.strip() for m in members.split(",") if m.strip()]
             for principal in ids:
-                if not _PRINCIPAL.match(principal):
+                if not _PRINCIPAL.fullmatch(principal):
                     raise ValueError(
                         f"'{principal}' is not a Slack user id (U…), user-group id (S…) or *"
                     )

@@ -8,6 +8,11 @@ Like Hubot's shell adapter and errbot's text backend: type `/queue snapshot` (or
 Redis: REDIS_URL when set; else the one on localhost:6379 if it answers; else an embedded
 one (bot/embedded_redis.py). `--demo` always starts an embedded one and fills it with a
 realistic bad night (bot/demo.py), so it never writes into a Redis you care about.
+
+Like any shell: Ctrl-C cancels the line being typed or the command running (a hint at an
+empty prompt), Ctrl-D or `exit` leaves. Every wait is bounded (the demo fill, closing the
+Redis client), and the embedded Redis stops on every way out: exit, an error, SIGTERM,
+SIGHUP (the terminal closing), which are turned into a normal exit for that reason.
 """
 
 from __future__ import annotations
@@ -15,20 +20,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import FrameType
 
 from bot.config import Settings, load_settings
 from bot.demo import fill_demo
 from bot.dispatch import make_dispatcher
 from bot.embedded_redis import answers_ping, embedded_redis
-from bot.errors import QueueOpsError
+from bot.errors import OperationFailed, QueueOpsError
 from bot.redis_client import make_redis
 from bot.render_text import render_text
 from bot.roles import Role
 from commands.parsing import split_line
+from commands.reply import Reply
 from commands.runner import ConfirmationNeeded
 
 HISTORY = Path.home() / ".queueops_shell_history"
@@ -37,6 +46,23 @@ GREETING = (
     "queueops shell: type /queue help (or just help); !as U123 to act as a Slack user; "
     "exit to leave"
 )
+CTRL_C_HINT = "-- Ctrl-C cancels the line; type exit (or press Ctrl-D) to leave"
+DEMO_FILL_TIMEOUT_S = 120.0
+CANCEL_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 5.0
+
+
+class Stopped(SystemExit):
+    """SIGTERM or SIGHUP arrived: unwind like an exit, so every `finally` (the embedded
+    Redis's above all) runs; the code is the shell convention, 128 + the signal."""
+
+
+def _stop_on(signum: int, frame: FrameType | None) -> None:
+    # Unwinding must not be cut short by a second signal (a supervisor repeating SIGTERM);
+    # SIGKILL still works, and then Linux stops the embedded Redis (PR_SET_PDEATHSIG).
+    for each in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(each, signal.SIG_IGN)
+    raise Stopped(128 + signum)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,12 +89,17 @@ def _parser() -> argparse.ArgumentParser:
 
 @contextmanager
 def _redis_for(settings: Settings, *, demo: bool) -> Iterator[tuple[Settings, str]]:
-    """(settings with the Redis to use, what it is)."""
-    if not demo and ("REDIS_URL" in os.environ or answers_ping("localhost", 6379)):
+    """(settings with the Redis to use, what it is). Errors about a Redis that REDIS_URL did
+    not give name where it came from instead."""
+    if not demo and "REDIS_URL" in os.environ:
         yield settings, settings.redis_location()
         return
+    if not demo and answers_ping("localhost", 6379):
+        local = settings.with_redis(settings.redis_url, origin="local, REDIS_URL is not set")
+        yield local, local.redis_location()
+        return
     with embedded_redis() as (url, what):
-        yield settings.model_copy(update={"redis_url": url}), f"embedded ({what})"
+        yield settings.with_redis(url, origin="the embedded Redis"), f"embedded ({what})"
 
 
 class Shell:
@@ -89,8 +120,9 @@ class Shell:
         that id (user groups need Slack, so only user ids and * count here)."""
         return Role.ADMIN if self.user is None else self.settings.roles.role_of({self.user})
 
-    async def handle(self, line: str, ask: bool) -> int:
-        """Run one line; returns its exit code (0 ok, 1 failed, 2 usage)."""
+    async def handle(self, line: str) -> int | ConfirmationNeeded:
+        """Run one line: its exit code (0 ok, 1 failed, 2 usage), or the preview of a
+        command that wants a person to confirm (asked outside the event loop, see `run_line`)."""
         text = line.strip()
         if text.startswith("!as"):
             who = text[3:].strip()
@@ -107,29 +139,50 @@ class Shell:
         outcome = await self.dispatcher.run(
             words, actor=self.actor, role=self.role, transport="shell", confirmed=False
         )
-        reply = outcome.reply
-        if isinstance(reply, ConfirmationNeeded):
-            print(render_text(reply.preview.view()))
-            if not self.assume_yes and not (ask and self._confirm(reply.command)):
-                print("-- not confirmed; nothing changed")
-                return 1
-            outcome = await self.dispatcher.run(
-                reply.words, actor=self.actor, role=self.role, transport="shell", confirmed=True
-            )
-            reply = outcome.reply
+        if isinstance(outcome.reply, ConfirmationNeeded):
+            return outcome.reply
+        return self._show(outcome.reply)
+
+    async def confirmed(self, pending: ConfirmationNeeded) -> int:
+        outcome = await self.dispatcher.run(
+            pending.words, actor=self.actor, role=self.role, transport="shell", confirmed=True
+        )
+        return self._show(outcome.reply)
+
+    @staticmethod
+    def _show(reply: Reply) -> int:
         print(render_text(reply.view()))
         return int(getattr(reply, "exit_code", 0)) if not reply.ok else 0
 
+    def run_line(self, runner: asyncio.Runner, line: str, *, ask: bool) -> int:
+        """Run a line to the end; Ctrl-C cancels it (asyncio.Runner turns SIGINT into the
+        cancellation of what runs) and the shell goes on."""
+        try:
+            result = runner.run(self.handle(line))
+            if isinstance(result, int):
+                return result
+            print(render_text(result.preview.view()))
+            if not self.assume_yes and not (ask and self._confirm(result.command)):
+                print("-- not confirmed; nothing changed")
+                return 1
+            return runner.run(self.confirmed(result))
+        except KeyboardInterrupt:
+            print("\n-- cancelled")
+            return 130
+
     @staticmethod
     def _confirm(command: str) -> bool:
+        """Asked with no command running, so Ctrl-C here is a plain no."""
         try:
             answer = input(f"run `{command}`? [y/N] ")
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):
+            print()
             return False
         return answer.strip().lower() in ("y", "yes")
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        with suppress(TimeoutError, OSError):
+            await asyncio.wait_for(self.redis.aclose(), CLOSE_TIMEOUT_S)
 
 
 def _setup_history() -> None:
@@ -146,6 +199,7 @@ def _setup_history() -> None:
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
+    previous = {each: signal.signal(each, _stop_on) for each in (signal.SIGTERM, signal.SIGHUP)}
     try:
         settings = load_settings()
         with _redis_for(settings, demo=args.demo) as (settings, where):
@@ -153,38 +207,74 @@ def main(argv: Sequence[str]) -> int:
     except QueueOpsError as err:
         print(f"queueops: {err}", file=sys.stderr)
         return err.exit_code
+    except KeyboardInterrupt:
+        print("\nqueueops: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
+
+
+def fill_demo_bounded(settings: Settings) -> list[str]:
+    """Fill the demo queues in a thread of its own, with its own loop and client, waited for
+    at most DEMO_FILL_TIMEOUT_S. A fill that hangs (a worker that never closes) is left
+    behind in its daemon thread and dies with the process; the shell is never stuck."""
+    result: list[list[str]] = []
+    failure: list[BaseException] = []
+
+    async def fill() -> list[str]:
+        redis = make_redis(settings, client_name="queueops-demo")
+        try:
+            return await fill_demo(redis, settings.redis_url, settings.prefix)
+        finally:
+            await redis.aclose()
+
+    def work() -> None:
+        try:
+            result.append(asyncio.run(fill()))
+        except BaseException as err:  # handed to the waiting thread, which reports it
+            failure.append(err)
+
+    thread = threading.Thread(target=work, name="queueops-demo-fill", daemon=True)
+    thread.start()
+    thread.join(DEMO_FILL_TIMEOUT_S)
+    if thread.is_alive():
+        raise OperationFailed(f"the demo fill did not finish within {DEMO_FILL_TIMEOUT_S:.0f} s")
+    if failure:
+        raise OperationFailed(f"the demo fill failed: {failure[0]}")
+    return result[0]
 
 
 def _run(settings: Settings, where: str, args: argparse.Namespace) -> int:
-    loop = asyncio.new_event_loop()
+    interactive = args.execute is None
+    if interactive or args.demo:
+        print(f"-- Redis: {where}")
+    if args.demo:
+        print(f"-- demo: filled {', '.join(fill_demo_bounded(settings))}")
     shell = Shell(settings, user=args.user, assume_yes=args.yes)
-    try:
-        interactive = args.execute is None
-        if interactive or args.demo:
-            print(f"-- Redis: {where}")
-        if args.demo:
-            queues = loop.run_until_complete(
-                fill_demo(shell.redis, settings.redis_url, settings.prefix)
-            )
-            print(f"-- demo: filled {', '.join(queues)}")
-        if not interactive:
-            return loop.run_until_complete(shell.handle(args.execute, ask=sys.stdin.isatty()))
-        print(GREETING)
-        if sys.stdin.isatty():
-            _setup_history()
-        while True:
-            try:
-                line = input("queueops> ")
-            except EOFError:
-                print()
-                return 0
-            except KeyboardInterrupt:
-                print()
-                continue
-            if line.strip() in ("exit", "quit", "/exit"):
-                return 0
-            if line.strip():
-                loop.run_until_complete(shell.handle(line, ask=True))
-    finally:
-        loop.run_until_complete(shell.close())
-        loop.close()
+    with asyncio.Runner() as runner:
+        try:
+            if not interactive:
+                return shell.run_line(runner, args.execute, ask=sys.stdin.isatty())
+            print(GREETING)
+            if sys.stdin.isatty():
+                _setup_history()
+            while True:
+                # A Ctrl-C anywhere here (typing, or just after Enter, before the command
+                # starts) drops the line; once it runs, run_line cancels it instead.
+                try:
+                    line = input("queueops> ")
+                    if line.strip() in ("exit", "quit", "/exit"):
+                        return 0
+                    if line.strip():
+                        shell.run_line(runner, line, ask=True)
+                except EOFError:
+                    print()
+                    return 0
+                except KeyboardInterrupt:
+                    # readline has already thrown the typed text away, so an empty prompt
+                    # and a half-typed line look alike: the hint costs one line either way.
+                    print(f"\n{CTRL_C_HINT}")
+        finally:
+            with suppress(Exception):
+                runner.run(shell.close())

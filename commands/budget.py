@@ -4,6 +4,11 @@ against the plan's limit (REDIS_MONTHLY_COMMANDS, Upstash free tier: 500,000).
 The idle tick's cost is what the bot measured for its own last idle tick (it counts the
 commands it sends; one, by design); the always-on figure is npm bullmq 5's idle Worker,
 measured by bench/idle_tick.py (26 commands a minute per queue).
+
+It also says what a person's snapshot costs: one script call (bot/queues/lua/snapshot.lua)
+on a connection that sends no handshake command (bot/redis_client.py), plus the audit write
+when QUEUEOPS_AUDIT_READS is true. tests/test_redis_cost.py checks the figure against what
+MONITOR sees a CLI snapshot send.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ from commands.view import Block, Fields, Mark, Note
 MONTH_MS = 30 * 24 * 3_600_000
 WORKER_IDLE_PER_MINUTE = 26  # npm bullmq 5.81.5, one idle Worker (bench/idle_tick.py)
 DEFAULT_TICK_COST = 1
+SNAPSHOT_SCRIPT_CALLS = 1  # every queue in one EVALSHA, whatever the backlog
+
+
+def snapshot_cost(*, audit_reads: bool) -> int:
+    """Redis commands one `snapshot` sends (queues configured or already discovered)."""
+    return SNAPSHOT_SCRIPT_CALLS + (1 if audit_reads else 0)
 
 
 class BudgetRequest(Request):
@@ -39,6 +50,9 @@ class BudgetReply(Reply):
     tick_cost_measured: bool
     limit: int
     share: float
+    snapshot_commands: int
+    audit_reads: bool
+    queues_configured: bool
 
     @property
     def cron_month(self) -> int:
@@ -67,7 +81,20 @@ class BudgetReply(Reply):
             "monthlyLimit": self.limit,
             "share": self.share,
             "fastestEvery": format_duration_ms(self.fastest_every_ms),
+            "snapshotCommands": self.snapshot_commands,
+            "readsAudited": self.audit_reads,
         }
+
+    def _snapshot_line(self) -> str:
+        what = "1 script call" + (" + 1 audit write" if self.audit_reads else "")
+        if not self.audit_reads:
+            what += "; reads are not audited (QUEUEOPS_AUDIT_READS=true adds 1)"
+        if not self.queues_configured:
+            what += (
+                "; a process's first one also SCANs for queues (about 1 call per 1,000 keys:"
+                " set QUEUEOPS_QUEUES to skip it)"
+            )
+        return f"{self.snapshot_commands} ({what})"
 
     def view(self) -> list[Block]:
         d = self.data()
@@ -92,6 +119,7 @@ class BudgetReply(Reply):
                         f"Workers, {WORKER_IDLE_PER_MINUTE} commands a minute each)",
                     ),
                     (f"fastest cadence within {self.share:g}%", d["fastestEvery"]),
+                    ("Redis commands per snapshot", self._snapshot_line()),
                 ]
             ),
         ]
@@ -114,6 +142,9 @@ async def run(req: BudgetRequest, ctx: CommandContext) -> BudgetReply:
         tick_cost_measured=status.idle_tick_cost is not None,
         limit=ctx.settings.redis_monthly_commands,
         share=req.share,
+        snapshot_commands=snapshot_cost(audit_reads=ctx.settings.audit_reads),
+        audit_reads=ctx.settings.audit_reads,
+        queues_configured=ctx.settings.queues is not None,
     )
 
 
@@ -121,7 +152,7 @@ register(
     Command(
         name="budget",
         usage="budget [--share 50]",
-        summary="Redis commands a month when idle, per mode, against REDIS_MONTHLY_COMMANDS",
+        summary="Redis commands a month when idle, per mode, and what one snapshot costs",
         role=Role.VIEWER,
         parse=parse,
         run=run,

@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import Field
 
-from bot.durations import format_duration_ms, parse_duration_ms
+from bot.durations import format_duration_ms
 from bot.roles import Role
 from commands.context import CommandContext
-from commands.parsing import Request, WordParser, parse_words
+from commands.parsing import Cadence, Request, WordParser, cadence_argument, parse_words
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Fields, Mark, Note, Row, Table
@@ -31,7 +31,7 @@ class HistoryRequest(Request):
 
 
 class EveryRequest(Request):
-    every_ms: int = Field(ge=1000)
+    every_ms: Cadence
 
 
 class CronStatusReply(Reply):
@@ -141,7 +141,7 @@ def parse_history(words: Sequence[str]) -> HistoryRequest:
 
 def parse_every(words: Sequence[str]) -> EveryRequest:
     parser = WordParser("cron every", "cron every DURATION (e.g. 15m)")
-    parser.add_argument("every_ms", type=parse_duration_ms)
+    parser.add_argument("every_ms", metavar="DURATION", type=cadence_argument)
     return parse_words(EveryRequest, parser, words)
 
 

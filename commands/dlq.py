@@ -159,12 +159,22 @@ async def run_replay(req: DlqReplayRequest, ctx: CommandContext) -> DlqReplayRep
     return DlqReplayReply(result=await ctx.queues.dlq_replay(req.queue, count=req.count))
 
 
+PREVIEW_ROWS = 15
+"""Jobs a replay's preview shows: the count is the DLQ's depth, not a read of every job."""
+
+
 async def preview_replay(req: DlqReplayRequest, ctx: CommandContext) -> DlqListReply:
-    listing = await ctx.queues.dlq_list(req.queue, limit=req.count, oldest_first=True)
-    return DlqListReply(
-        listing=listing,
-        heading=f"replay would put these {len(listing.entries)} back into '{req.queue}'",
-    )
+    shown = min(req.count, PREVIEW_ROWS)
+    listing = await ctx.queues.dlq_list(req.queue, limit=shown, oldest_first=True)
+    count = min(req.count, listing.depth)
+    if count > len(listing.entries):
+        heading = (
+            f"replay would put the oldest {count:,} back into '{req.queue}' "
+            f"(the first {len(listing.entries)} shown)"
+        )
+    else:
+        heading = f"replay would put these {len(listing.entries)} back into '{req.queue}'"
+    return DlqListReply(listing=listing, heading=heading)
 
 
 register(

@@ -4,15 +4,16 @@ drain endpoint now (seed 001) and show what each queue processed."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from bot.drain import MAX_DURATION_MS, DrainResponse
-from bot.durations import parse_duration_ms
+from bot.durations import format_duration_ms
 from bot.errors import OperationFailed
 from bot.roles import Role
 from commands.context import CommandContext
-from commands.parsing import QueueName, Request, WordParser, parse_words
+from commands.parsing import QueueName, Request, WordParser, duration_argument, parse_words
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Mark, Note, Row, Table
@@ -20,9 +21,17 @@ from commands.view import Block, Mark, Note, Row, Table
 USAGE = "drain [QUEUE] [--max-duration 60s] [--max-jobs N] [--concurrency 2]"
 
 
+def _max_duration(ms: int) -> int:
+    """1s to seed 001's cap, said in durations (not "less than or equal to 600000")."""
+    if not 1000 <= ms <= MAX_DURATION_MS:
+        longest = format_duration_ms(MAX_DURATION_MS)
+        raise ValueError(f"{format_duration_ms(ms)} is not within 1s and {longest}")
+    return ms
+
+
 class DrainRequest(Request):
     queue: QueueName | None = None
-    max_duration_ms: int = Field(60_000, ge=1000, le=MAX_DURATION_MS)
+    max_duration_ms: Annotated[int, AfterValidator(_max_duration)] = 60_000
     max_jobs: int | None = Field(None, ge=1)
     concurrency: int = Field(2, ge=1, le=20)
 
@@ -60,17 +69,10 @@ class DrainReply(Reply):
 def parse(words: Sequence[str]) -> DrainRequest:
     parser = WordParser("drain", USAGE)
     parser.add_argument("queue", nargs="?")
-    parser.add_argument("--max-duration", dest="max_duration_ms", type=_duration)
+    parser.add_argument("--max-duration", dest="max_duration_ms", type=duration_argument)
     parser.add_argument("--max-jobs", dest="max_jobs", type=int)
     parser.add_argument("--concurrency", type=int)
     return parse_words(DrainRequest, parser, words)
-
-
-def _duration(text: str) -> int:
-    try:
-        return parse_duration_ms(text)
-    except ValueError as err:
-        raise ValueError(str(err)) from None
 
 
 async def run(req: DrainRequest, ctx: CommandContext) -> DrainReply:

@@ -15,16 +15,14 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import Field
-
 from bot.deploy.base import Backend, diff
 from bot.deploy.select import backend_for
-from bot.durations import format_duration_ms, parse_duration_ms
+from bot.durations import format_duration_ms
 from bot.errors import OperationFailed, Refused
 from bot.roles import Role
 from commands.budget import MONTH_MS, WORKER_IDLE_PER_MINUTE
 from commands.context import CommandContext
-from commands.parsing import Request, WordParser, parse_words
+from commands.parsing import Cadence, Request, WordParser, cadence_argument, parse_words
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Fields, Mark, Note, Row, Table
@@ -35,7 +33,7 @@ INPROCESS = {"cron": "0", "always-on": "1"}
 
 class ModeRequest(Request):
     target: Literal["cron", "always-on"] | None = None
-    every_ms: int | None = Field(None, ge=1000)
+    every_ms: Cadence | None = None
     expect_env: str | None = None
 
 
@@ -137,7 +135,7 @@ class ModeChanged(Reply):
 def parse(words: Sequence[str]) -> ModeRequest:
     parser = WordParser("mode", USAGE)
     parser.add_argument("target", nargs="?", choices=["cron", "always-on"])
-    parser.add_argument("--every", dest="every_ms", type=parse_duration_ms)
+    parser.add_argument("--every", dest="every_ms", type=cadence_argument)
     parser.add_argument("--expect-env", dest="expect_env")
     return parse_words(ModeRequest, parser, words)
 

@@ -7,7 +7,6 @@ both take exactly the same words. Every mistake becomes one UsageError line.
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 from collections.abc import Sequence
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -15,7 +14,9 @@ from typing import Annotated, Any, NoReturn, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from bot.config import validate_queue_name
+from bot.durations import check_cadence_ms, parse_duration_ms
 from bot.errors import UsageError
+from bot.patterns import PatternError, compile_user_pattern
 
 Req = TypeVar("Req", bound=BaseModel)
 
@@ -51,16 +52,32 @@ def _job_id(value: str) -> str:
 
 
 def _regex(value: str) -> str:
-    if len(value) > 500:
-        raise ValueError("the pattern is longer than 500 characters")
     try:
-        re.compile(value)
-    except re.error as err:
-        raise ValueError(f"'{value}' is not a valid regex: {err}") from None
+        compile_user_pattern(value)  # RE2, as the match will be: see bot/patterns.py
+    except PatternError as err:
+        raise ValueError(str(err)) from None
     return value
 
 
+def duration_argument(text: str) -> int:
+    """argparse `type=` for a duration: its own message, not "invalid duration value"."""
+    try:
+        return parse_duration_ms(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def cadence_argument(text: str) -> int:
+    """argparse `type=` for a tick cadence: a duration from 1s to 1d."""
+    try:
+        return check_cadence_ms(parse_duration_ms(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 QueueName = Annotated[str, AfterValidator(validate_queue_name)]
+Cadence = Annotated[int, AfterValidator(check_cadence_ms)]
+"""A tick cadence in ms, 1s to 1d (bot.durations)."""
 JobId = Annotated[str, AfterValidator(_job_id)]
 Regex = Annotated[str, AfterValidator(_regex)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
@@ -73,8 +90,11 @@ class Request(BaseModel):
 
 
 def _field_flag(loc: tuple[Any, ...]) -> str:
+    """The words a person typed for a field: QUEUE, JOB_ID, --every (field every_ms)."""
     name = str(loc[0]) if loc else "value"
-    return name.upper() if name in ("queue", "job_id") else "--" + name.replace("_", "-")
+    if name in ("queue", "queues", "job_id"):
+        return name.removesuffix("s").upper()
+    return "--" + name.removesuffix("_ms").replace("_", "-")
 
 
 def parse_words(model: type[Req], parser: WordParser, words: Sequence[str]) -> Req:

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import Field, model_validator
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from bot.errors import Refused, UsageError
+from bot.errors import UsageError
+from bot.patterns import PatternTooSlow, compile_user_pattern
 from bot.queues.models import BulkQuarantineResult, JobMove
+from bot.queues.quarantine import BulkMoveStopped
 from bot.roles import Role
 from commands.context import CommandContext
 from commands.parsing import JobId, QueueName, Reason, Regex, Request, WordParser, parse_words
 from commands.registry import Command, register
-from commands.reply import Reply
+from commands.reply import ErrorReply, Reply
 from commands.view import Block, Fields, Mark, Note, Row, Table
 
 USAGE = (
-    "quarantine QUEUE JOB_ID --reason TEXT | "
+    "quarantine QUEUE JOB_ID --reason TEXT [--deep] | "
     "quarantine QUEUE --failed-matching REGEX [--limit N] [--reason TEXT]"
 )
 DEFAULT_LIMIT = 100
-MAX_LIMIT = 10_000
 
 
 class QuarantineRequest(Request):
@@ -29,7 +31,13 @@ class QuarantineRequest(Request):
     job_id: JobId | None = None
     reason: Reason | None = None
     failed_matching: Regex | None = None
-    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    # No upper bound: a bulk move goes in bounded calls, so one command can move a whole
+    # failed set (a limit over its size moves all of it).
+    limit: int = Field(DEFAULT_LIMIT, ge=1)
+    deep: bool = Field(
+        False,
+        description="a job in the middle of a long wait list: accept one long Redis call",
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> QuarantineRequest:
@@ -39,6 +47,8 @@ class QuarantineRequest(Request):
             raise ValueError("give a JOB_ID, or --failed-matching REGEX for failed jobs")
         if self.job_id and not self.reason:
             raise ValueError("--reason is required: say why, it stays with the job")
+        if self.deep and not self.job_id:
+            raise ValueError("--deep is for one JOB_ID (failed jobs are never searched)")
         return self
 
 
@@ -48,13 +58,31 @@ class QuarantineReply(Reply):
     move: JobMove
 
     def view(self) -> list[Block]:
+        m = self.move
+        where = ""
+        if m.list_end is not None:
+            where = (
+                f" (the {m.list_end} job)"
+                if not m.depth
+                else f" ({m.depth:,} jobs from the {m.list_end} end)"
+            )
         return [
             Note(
                 mark=Mark.OK,
-                text=f"job {self.move.job_id} moved from '{self.queue}' ({self.move.from_state})"
-                f" to '{self.dlq}'; payload kept, replay with: dlq replay {self.queue}",
+                text=f"job {m.job_id} moved from '{self.queue}' ({m.from_state}) to "
+                f"'{self.dlq}'{where}; payload kept, replay with: dlq replay {self.queue}",
             )
         ]
+
+
+class QuarantineRefusedReply(ErrorReply):
+    """One job not moved: the one-line reason, and in --json the facts behind it (for a job
+    too deep in a long list: the list, its length, the bound searched, the estimated cost)."""
+
+    move: JobMove
+
+    def data(self) -> dict[str, Any]:
+        return {**super().data(), "move": self.move.model_dump(mode="json", by_alias=True)}
 
 
 class BulkQuarantineReply(Reply):
@@ -86,22 +114,54 @@ class BulkQuarantineReply(Reply):
         return blocks
 
 
+def _stopped_error(stopped: BulkMoveStopped) -> Exception:
+    """The error that stopped a bulk move, its one line extended by how many moved before.
+
+    It keeps its kind, so the runner reports it as for any command (a Redis that went away
+    is "Redis unreachable at host:port", and is not written to the audit stream it is on)."""
+    done, cause = stopped.partial, stopped.cause
+    count = len(done.moved)
+    maybe = stopped.maybe_more
+    if count == 0 and not maybe:
+        tail = "nothing was moved"
+    else:
+        tail = (
+            f"stopped after moving {count} failed job(s){maybe} from '{done.queue}' to "
+            f"'{done.dlq}'; the rest are still in '{done.queue}': run the command again to "
+            "move them"
+        )
+    first_line = (str(cause).splitlines() or [type(cause).__name__])[0]
+    if isinstance(cause, PatternTooSlow):
+        return PatternTooSlow(f"{first_line}; {tail}")
+    try:
+        return type(cause)(f"{first_line}; {tail}")
+    except TypeError:  # an exception type that wants other arguments: still a Redis failure
+        return RedisConnectionError(f"{first_line}; {tail}")
+
+
 class BulkPreviewReply(Reply):
     queue: str
     dlq: str
     pattern: str
     limit: int
+    count: int
     read: int
+    counted_without_reading: bool = False
     matches: list[tuple[str, str]]
+    """The first few matches (the preview shows 15, however many would move)."""
 
     def view(self) -> list[Block]:
-        more = " (the --limit)" if len(self.matches) >= self.limit else ""
+        more = " (the --limit)" if self.count >= self.limit else ""
+        how = (
+            "every failed job matches; counted, not read"
+            if self.counted_without_reading
+            else f"{self.read:,} failed jobs read"
+        )
         blocks: list[Block] = [
             Note(
-                mark=Mark.WARN if self.matches else Mark.INFO,
-                text=f"would move {len(self.matches)}{more} failed job(s) matching "
-                f"/{self.pattern}/ from '{self.queue}' to '{self.dlq}' "
-                f"({self.read} failed jobs read)",
+                mark=Mark.WARN if self.count else Mark.INFO,
+                text=f"would move {self.count:,}{more} failed job(s) matching "
+                f"/{self.pattern}/ from '{self.queue}' to '{self.dlq}' ({how})",
             )
         ]
         if self.matches:
@@ -118,16 +178,18 @@ class BulkPreviewReply(Reply):
 
 async def preview(req: QuarantineRequest, ctx: CommandContext) -> BulkPreviewReply:
     pattern = req.failed_matching or ""
-    matches, read = await ctx.queues.find_failed_matching(
-        req.queue, re.compile(pattern), limit=req.limit
+    found = await ctx.queues.preview_failed_matching(
+        req.queue, compile_user_pattern(pattern), limit=req.limit
     )
     return BulkPreviewReply(
         queue=req.queue,
         dlq=ctx.queues.store.dlq_name(req.queue),
         pattern=pattern,
         limit=req.limit,
-        read=read,
-        matches=matches,
+        count=found.count,
+        read=found.read,
+        counted_without_reading=found.counted_without_reading,
+        matches=found.sample,
     )
 
 
@@ -138,24 +200,32 @@ def parse(words: Sequence[str]) -> QuarantineRequest:
     parser.add_argument("--reason")
     parser.add_argument("--failed-matching", dest="failed_matching")
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--deep", action="store_true")
     return parse_words(QuarantineRequest, parser, words)
 
 
 async def run(req: QuarantineRequest, ctx: CommandContext) -> Reply:
     if req.failed_matching is not None:
-        result = await ctx.queues.quarantine_matching(
-            req.queue,
-            re.compile(req.failed_matching),
-            limit=req.limit,
-            reason=req.reason or f"failedReason matched /{req.failed_matching}/",
-            actor=ctx.actor,
-        )
+        try:
+            result = await ctx.queues.quarantine_matching(
+                req.queue,
+                compile_user_pattern(req.failed_matching),
+                limit=req.limit,
+                reason=req.reason or f"failedReason matched /{req.failed_matching}/",
+                actor=ctx.actor,
+            )
+        except BulkMoveStopped as stopped:
+            raise _stopped_error(stopped) from stopped.cause
         return BulkQuarantineReply(result=result)
     if req.job_id is None or req.reason is None:  # the request's validator rules this out
         raise UsageError(f"give a JOB_ID and --reason (usage: {USAGE})")
-    move = await ctx.queues.quarantine(req.queue, req.job_id, reason=req.reason, actor=ctx.actor)
+    move = await ctx.queues.quarantine(
+        req.queue, req.job_id, reason=req.reason, actor=ctx.actor, deep=req.deep
+    )
     if not move.moved:
-        raise Refused(move.problem or f"job {req.job_id} was not moved")
+        return QuarantineRefusedReply(
+            message=move.problem or f"job {req.job_id} was not moved", move=move
+        )
     return QuarantineReply(queue=req.queue, dlq=ctx.queues.store.dlq_name(req.queue), move=move)
 
 

@@ -104,13 +104,13 @@ async def execute(
         return done(await command.run(request, ctx))
     except QueueOpsError as err:
         return done(ErrorReply(message=str(err), exit_code=err.exit_code))
-    except (RedisConnectionError, RedisTimeoutError, OSError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        location = ctx.settings.redis_location()
-        return done(
-            ErrorReply(message=f"Redis unreachable at {location} (REDIS_URL): {reason}"),
-            redis_error=True,
-        )
+    except OSError as err:
+        if err.filename is not None:
+            # A file (WORKER_MODE_DOTENV), not Redis: name the file, not the server.
+            return done(ErrorReply(message=f"cannot use {err.filename}: {err.strerror or err}"))
+        return done(_redis_unreachable(ctx, err), redis_error=True)
+    except (RedisConnectionError, RedisTimeoutError) as err:
+        return done(_redis_unreachable(ctx, err), redis_error=True)
     except ResponseError as err:
         location = ctx.settings.redis_location()
         return done(
@@ -125,3 +125,10 @@ async def execute(
             ),
             redis_error=True,
         )
+
+
+def _redis_unreachable(ctx: CommandContext, err: Exception) -> ErrorReply:
+    """One line naming host:port and where that Redis came from (REDIS_URL, embedded...)."""
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    where = f"{ctx.settings.redis_location()} ({ctx.settings.redis_origin()})"
+    return ErrorReply(message=f"Redis unreachable at {where}: {reason}")

@@ -9,11 +9,14 @@ FAILURES_BEFORE_ALERT say so loudly (an alert when the alerts path is wired).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from bot.drain import DrainClient, DrainError, DrainResponse
+from bot.durations import stored_cadence_ms
 from bot.queues.models import ProbeResult
 from bot.queues.probe import Extra
 from scheduler.state import CronState, DrainRun
@@ -23,6 +26,18 @@ log = logging.getLogger(__name__)
 
 FAILURES_BEFORE_ALERT = 3
 DRAIN_MAX_MS = 60_000
+LEASE_MARGIN_MIN_MS = 2_000
+LEASE_MARGIN_MAX_MS = 60_000
+HEARTBEAT_MAX_MS = 10_000
+
+
+def lease_ttl_ms(every_ms: int) -> int:
+    """How long the leader's lease lives after each tick renews it: one cadence plus half of
+    one (at least 2 s for jitter, at most a minute). A crashed leader so costs about one
+    tick, and a live one keeps leading between its ticks. A drain longer than this keeps the
+    lease by heartbeat (`DrainCron.run`), so two replicas never drain at once."""
+    return every_ms + min(max(every_ms // 2, LEASE_MARGIN_MIN_MS), LEASE_MARGIN_MAX_MS)
+
 
 FailureReport = Callable[[int, str | None], Awaitable[None]]
 """Called with the failure streak after each drain: >= FAILURES_BEFORE_ALERT raises an
@@ -48,27 +63,33 @@ class DrainCron:
         self.all_queues = list(all_queues) if all_queues else None
         self.on_streak = on_streak
         self.max_duration_ms = max_duration_ms
-        # The lease outlives a drain in progress (the app stops after maxDurationMs).
-        ttl = max(2 * ticker.every_ms, max_duration_ms + 30_000)
-        self.index = ticker.add_extra(
-            Extra(
-                "cron",
-                state.key,
-                (state.lease_key, owner, str(ttl), state.default_mode, IDLE_TICK_COST),
-            )
-        )
+        self.lease_ttl_ms = lease_ttl_ms(ticker.every_ms)
+        self._draining = False
+        self.index = ticker.add_extra(self._extra())
         ticker.add_hook(self.on_tick)
+
+    def _extra(self) -> Extra:
+        """The tick's lease part: take or renew the lease for `lease_ttl_ms`."""
+        args = (self.state.lease_key, self.owner, str(self.lease_ttl_ms))
+        return Extra("cron", self.state.key, (*args, self.state.default_mode, IDLE_TICK_COST))
 
     async def on_tick(self, result: ProbeResult) -> None:
         _mode, _paused, every, leader = result.extras[self.index]  # type: ignore[misc]
-        if every and int(every) != self.ticker.every_ms:
-            self.ticker.reschedule(int(every))
+        stored = stored_cadence_ms(every) if every else None
+        if stored is not None and stored != self.ticker.every_ms:
+            self.ticker.reschedule(stored)
+            self.lease_ttl_ms = lease_ttl_ms(stored)
+            self.ticker.replace_extra(self.index, self._extra())
         if not int(leader):
             return
         runnable = result.runnable
-        if not runnable:
-            return
-        await self.run(runnable, at_ms=result.at_ms)
+        if not runnable or self._draining:
+            return  # idle, or this replica's previous drain is still running
+        self._draining = True
+        try:
+            await self.run(runnable, at_ms=result.at_ms)
+        finally:
+            self._draining = False
 
     async def run(self, queues: Sequence[str], *, at_ms: int) -> DrainRun:
         started = time.monotonic()
@@ -80,16 +101,17 @@ class DrainCron:
         processed = failed = 0
         status: int | None = 200
         error = None
-        for queue in calls:
-            try:
-                body: DrainResponse = await self.drain.drain(
-                    queue, max_duration_ms=self.max_duration_ms
-                )
-                processed += body.total_processed
-                failed += body.total_failed
-            except DrainError as err:
-                status, error = err.status, str(err)
-                break
+        async with self._holding_lease():
+            for queue in calls:
+                try:
+                    body: DrainResponse = await self.drain.drain(
+                        queue, max_duration_ms=self.max_duration_ms
+                    )
+                    processed += body.total_processed
+                    failed += body.total_failed
+                except DrainError as err:
+                    status, error = err.status, str(err)
+                    break
         run = DrainRun(
             at_ms=at_ms,
             queues=list(queues),
@@ -109,3 +131,36 @@ class DrainCron:
         if self.on_streak is not None:
             await self.on_streak(streak, error)
         return run
+
+    @contextlib.asynccontextmanager
+    async def _holding_lease(self) -> AsyncIterator[None]:
+        """Renew the lease every third of its life while the drain runs (a drain may last
+        `max_duration_ms`, longer than the lease), so no other replica starts one meanwhile."""
+        every_s = min(self.lease_ttl_ms // 3, HEARTBEAT_MAX_MS) / 1000
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(every_s)
+                try:
+                    if not await self.state.renew_lease(self.owner, self.lease_ttl_ms):
+                        log.warning("cron: lost the leader lease while draining")
+                        return
+                except Exception as err:  # Redis blip: try again at the next beat
+                    log.warning("cron: could not renew the leader lease: %s", err)
+
+        task = asyncio.create_task(beat(), name="queueops-cron-lease")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def release(self) -> bool:
+        """A clean stop: give the lease up so another replica drains from its next tick,
+        instead of waiting out the lease. Call after the last tick has finished."""
+        try:
+            return await self.state.release_lease(self.owner)
+        except Exception as err:  # Redis down: the lease simply expires
+            log.warning("cron: could not release the leader lease: %s", err)
+            return False

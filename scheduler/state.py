@@ -17,6 +17,8 @@ from typing import Literal
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
+from bot.durations import stored_cadence_ms
+
 Mode = Literal["cron", "always-on"]
 HISTORY_MAX = 200
 
@@ -32,6 +34,17 @@ if ARGV[5] == "1" then
 end
 redis.call("HSET", KEYS[1], "failed_streak", 0)
 return 0
+"""
+
+# The lease is only ever extended or dropped by the replica holding it (compare, then act,
+# in one script so a lease that changed hands in between is left alone).
+_RENEW = """
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+"""
+_RELEASE = """
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call("DEL", KEYS[1])
 """
 
 
@@ -74,6 +87,8 @@ class CronState:
         self.default_mode = default_mode
         self.default_every_ms = default_every_ms
         self._record = redis.register_script(_RECORD)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
 
     async def status(self) -> CronStatus:
         raw = {str(k): str(v) for k, v in (await self.redis.hgetall(self.key)).items()}
@@ -86,7 +101,7 @@ class CronState:
         return CronStatus(
             mode=mode if mode in ("cron", "always-on") else self.default_mode,
             paused=raw.get("paused") == "1",
-            every_ms=num("every_ms") or self.default_every_ms,
+            every_ms=stored_cadence_ms(raw.get("every_ms", "")) or self.default_every_ms,
             last_tick_ms=num("last_tick"),
             idle_ticks=num("idle_ticks") or 0,
             last_drain_ms=num("last_drain"),
@@ -123,6 +138,14 @@ class CronState:
                 ],
             )
         )
+
+    async def renew_lease(self, owner: str, ttl_ms: int) -> bool:
+        """Extend the lease while a drain runs; False when `owner` no longer holds it."""
+        return bool(await self._renew(keys=[self.lease_key], args=[owner, ttl_ms]))
+
+    async def release_lease(self, owner: str) -> bool:
+        """Give the lease up (a clean stop) so another replica leads from its next tick."""
+        return bool(await self._release(keys=[self.lease_key], args=[owner]))
 
     async def history(self, count: int = 20) -> list[DrainRun]:
         rows = await self.redis.lrange(self.history_key, 0, count - 1)

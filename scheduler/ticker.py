@@ -9,6 +9,7 @@ its Redis job store would query Redis on every wake-up.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -40,16 +41,36 @@ class Ticker:
         self.scheduler: AsyncIOScheduler | None = None
         self.ticks = 0
         self.idle_tick_cost: int | None = None
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def add_extra(self, extra: Extra) -> int:
         """Count something more in the tick's command; returns its index in `extras`."""
         self.options = replace(self.options, extras=(*self.options.extras, extra))
         return len(self.options.extras) - 1
 
+    def replace_extra(self, index: int, extra: Extra) -> None:
+        """Change what an extra sends from the next tick on (a new lease TTL after
+        `cron every`)."""
+        extras = list(self.options.extras)
+        extras[index] = extra
+        self.options = replace(self.options, extras=tuple(extras))
+
     def add_hook(self, hook: TickHook) -> None:
         self.hooks.append(hook)
 
     async def tick(self) -> ProbeResult | None:
+        self._running += 1
+        self._idle.clear()
+        try:
+            return await self._tick()
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._idle.set()
+
+    async def _tick(self) -> ProbeResult | None:
         before = commands_sent()
         cost = "" if self.idle_tick_cost is None else str(self.idle_tick_cost)
         options = replace(
@@ -101,3 +122,13 @@ class Ticker:
     def stop(self) -> None:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    async def stop_and_wait(self, grace_s: float) -> bool:
+        """Stop scheduling ticks and wait (at most `grace_s`) for the one in progress, whose
+        drain may still be running; True when none runs any more."""
+        self.stop()
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        except TimeoutError:
+            return False
+        return True

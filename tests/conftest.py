@@ -1,8 +1,9 @@
-"""Shared fixtures: a real Redis (db 9 by default), a fresh key prefix per test, the
-QueueService on it, and the npm bullmq bridge.
+"""Shared fixtures: a real Redis (the session's private `redis-server`, see
+redis_for_tests), a fresh key prefix per test, the QueueService on it, and the npm bullmq
+bridge.
 
 Every test works under its own BullMQ prefix (`qo-test-<hex>`) and deletes its keys after,
-so tests can share one Redis with real queues and with each other.
+so tests can also share an outside Redis (`QUEUEOPS_TEST_REDIS_URL`) with real queues.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from drain_helpers import endpoint  # noqa: F401  (the drain endpoint fixture)
 from node_bullmq import node_available, node_bullmq, node_unavailable_reason
+from redis_for_tests import REDIS_URL
 from slack_helpers import make_bot, slack  # noqa: F401  (fixtures shared by the Slack tests)
 
 from bot.queues.service import QueueService
-
-REDIS_URL = os.environ.get("QUEUEOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 NodeCall = Callable[..., Awaitable[Any]]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -15,12 +14,11 @@ from urllib.parse import urlencode
 import pytest_asyncio
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
+from redis_for_tests import REDIS_URL
 from slack_stub import SlackStub
 
 from bot.config import Settings, load_settings
 from bot.http_app import build_app
-
-REDIS_URL = os.environ.get("QUEUEOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-1111-2222-abcdefghijklmnop"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +15,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from cli_runner import run_cli
 from conftest import REDIS_URL, NodeCall
 
+from bot.embedded_redis import free_port
 from bot.queues.keys import COUNT_STATES
 from bot.queues.service import QueueService
-
-QUEUEOPS = str(Path(sys.executable).parent / "queueops")
 
 
 @dataclass
@@ -39,15 +38,7 @@ async def queueops(*args: str, **env: str) -> Run:
     # queueops' own keys (the audit stream) go under the test's prefix too, to be cleaned up.
     state = {"QUEUEOPS_STATE_PREFIX": f"{env.get('QUEUEOPS_PREFIX', 'qo-test-cli')}-state"}
     full_env = {**inherited, "REDIS_URL": REDIS_URL, **state, **env}
-    proc = await asyncio.create_subprocess_exec(
-        QUEUEOPS,
-        *args,
-        env=full_env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    run = Run(proc.returncode or 0, out.decode(), err.decode())
+    run = Run(*await run_cli(args, full_env))
     assert "Traceback" not in run.err, run.err
     return run
 
@@ -190,3 +181,132 @@ async def test_cli_commands_are_audited(service: QueueService, prefix: str) -> N
     [(_, entry)] = rows
     assert entry["transport"] == "cli" and entry["words"] == "pause q"
     assert entry["outcome"] == "ok" and entry["actor"].startswith("cli")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "says"),
+    [
+        (
+            ["snapshot"],
+            {"REDIS_URL": "redis://127.0.0.1:1/0?socket_timeout=abc"},
+            2,
+            "socket_timeout",
+        ),
+        (
+            ["snapshot"],
+            {"REDIS_URL": "redis://127.0.0.1:1/0?sokcet_timeout=1"},
+            2,
+            "sokcet_timeout",
+        ),
+        (
+            ["snapshot"],
+            {"REDIS_URL": "unix:///nonexistent/redis.sock?db=2"},
+            1,
+            "Redis unreachable at /nonexistent/redis.sock (REDIS_URL)",
+        ),
+        (["serve"], {"DRAIN_EVERY": "999999999999d"}, 2, "DRAIN_EVERY: 999999999999d is longer"),
+        (["serve"], {"DRAIN_EVERY": "2d"}, 2, "DRAIN_EVERY: 2d is longer than 1d"),
+        (["cron", "every", "99999d"], {}, 2, "DURATION: 99999d is longer than a year"),
+        (["cron", "every", "2d"], {}, 2, "DURATION: 2d is longer than 1d"),
+        (["mode", "cron", "--every", "25h"], {}, 2, "--every: 1d1h is longer than 1d"),
+        (["drain", "--max-duration", "1h"], {}, 2, "--max-duration: 1h is not within 1s and 10m"),
+        (["pause", "orders\n"], {}, 2, "QUEUE: 'orders\\n' is not a queue name"),
+        (["serve", "now"], {}, 2, "serve takes no arguments"),
+        (
+            ["mode"],
+            {"WORKER_MODE_BACKEND": "dotenv", "WORKER_MODE_DOTENV": "/nonexistent-qo/app/.env"},
+            2,
+            "configuration: WORKER_MODE_DOTENV: the folder /nonexistent-qo/app",
+        ),
+    ],
+)
+async def test_configuration_and_argument_edges_are_one_line(
+    prefix: str, args: list[str], env: dict[str, str], code: int, says: str
+) -> None:
+    run = await queueops(*args, QUEUEOPS_PREFIX=prefix, **env)
+    assert run.code == code and says in one_error_line(run), run.err
+    assert "internal error" not in run.err
+
+
+async def test_a_missing_dotenv_file_is_named_not_redis(prefix: str, tmp_path: Path) -> None:
+    missing = tmp_path / "app.env"
+    run = await queueops(
+        "mode",
+        QUEUEOPS_PREFIX=prefix,
+        WORKER_MODE_BACKEND="dotenv",
+        WORKER_MODE_DOTENV=str(missing),
+    )
+    assert run.code == 1
+    line = one_error_line(run)
+    assert f"WORKER_MODE_DOTENV: cannot read {missing}" in line and "Redis" not in line
+
+
+async def test_a_redis_not_from_redis_url_is_not_blamed_on_it(prefix: str) -> None:
+    from bot.cli import run_words
+    from bot.config import load_settings
+    from bot.embedded_redis import free_port
+
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    settings = load_settings(prefix=prefix, state_prefix=f"{prefix}-state")
+    embedded = settings.with_redis(closed, origin="the embedded Redis")
+    reply = await run_words(["snapshot"], embedded)
+    message = getattr(reply, "message", "")
+    assert "Redis unreachable at 127.0.0.1:" in message and "(the embedded Redis)" in message
+    assert "REDIS_URL" not in message
+    given = load_settings(redis_url=closed, prefix=prefix, state_prefix=f"{prefix}-state")
+    assert "(REDIS_URL)" in getattr(await run_words(["snapshot"], given), "message", "")
+
+
+@pytest_asyncio.fixture
+async def watched_port() -> AsyncIterator[tuple[int, list[int]]]:
+    """A port that counts who connects to it: REDIS_URL points here, nothing may come."""
+    connections: list[int] = []
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        writer.close()
+
+    server = await asyncio.start_server(count, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1], connections
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        (["--help"], "usage: queueops COMMAND"),
+        (["-h"], "usage: queueops COMMAND"),
+        ([], "usage: queueops COMMAND"),
+        (["snapshot", "--help"], "usage: queueops snapshot [QUEUE ...]"),
+        (["pause", "--help"], "usage: queueops pause QUEUE"),
+        (["pause", "q", "-h"], "usage: queueops pause QUEUE"),
+        (["dlq", "replay", "--help"], "usage: queueops dlq replay QUEUE"),
+        (["cron", "--help"], "usage: queueops cron every DURATION"),
+        (["mode", "--help", "--json"], "usage: queueops mode"),
+        (["serve", "--help"], "usage: queueops serve"),
+        (["shell", "--help"], "usage: queueops shell"),
+    ],
+)
+async def test_help_prints_usage_and_touches_nothing(
+    watched_port: tuple[int, list[int]], args: list[str], usage: str
+) -> None:
+    redis_port, connections = watched_port
+    app_port = free_port()
+    run = await queueops(
+        *args,
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        PORT=str(app_port),
+        DRAIN_URL=f"http://127.0.0.1:{redis_port}",
+    )
+    assert run.code == 0 and run.err == ""
+    assert run.out.startswith(usage) or f"\n{usage}" in run.out, run.out
+    await asyncio.sleep(0)  # let the counting server accept anything already queued
+    assert connections == []
+
+
+async def test_version_comes_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    run = await queueops("--version", REDIS_URL="redis://127.0.0.1:1/0")
+    assert run.code == 0 and run.out == f"queueops {version('queueops')}\n"

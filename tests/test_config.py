@@ -17,6 +17,7 @@ ALL_VARS = (
     "REDIS_MONTHLY_COMMANDS",
     "INCIDENT_ARCHIVE_AFTER",
     "AUDIT_CHANNEL",
+    "QUEUEOPS_AUDIT_READS",
     "QUEUEOPS_OPERATOR_RATE",
     "QUEUEOPS_STATE_PREFIX",
     "APPRUNNER_SERVICE_ARN",
@@ -56,6 +57,15 @@ def test_defaults_follow_design() -> None:
     assert s.drain_every == "5m" and s.drain_every_ms == 300_000
     assert s.worker_mode_backend == "none" and s.port == 3000
     assert s.drain_token is None and s.slack_api_url == "https://slack.com/api/"
+    assert s.audit_reads is False  # reads are not audited unless asked (issue 9)
+
+
+@pytest.mark.parametrize(("value", "audited"), [("true", True), ("1", True), ("false", False)])
+def test_audit_reads_is_a_switch(
+    monkeypatch: pytest.MonkeyPatch, value: str, audited: bool
+) -> None:
+    monkeypatch.setenv("QUEUEOPS_AUDIT_READS", value)
+    assert load_settings().audit_reads is audited
 
 
 def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,6 +96,8 @@ def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
         ("QUEUEOPS_PREFIX", "a:b", "not a key prefix"),
         ("DRAIN_URL", "ftp://x", "not an http(s) URL"),
         ("SLACK_API_URL", "localhost:8080", "not an http(s) URL"),
+        ("SLACK_SIGNING_SECRET", "  ", "is set but blank"),
+        ("SLACK_BOT_TOKEN", "", "is set but blank"),
         ("QUEUEOPS_ROLES", "boss=U123", "unknown role 'boss'"),
         ("QUEUEOPS_ROLES", "admin=alice", "'alice' is not a Slack user id"),
         ("QUEUEOPS_ROLES", "admin", "is not role=ids"),
@@ -101,8 +113,20 @@ def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
         ("REDIS_MONTHLY_COMMANDS", "0", "greater than or equal to 1"),
         ("INCIDENT_ARCHIVE_AFTER", "tomorrow", "is not a duration"),
         ("AUDIT_CHANNEL", "#ops", "is not a Slack channel id"),
+        ("QUEUEOPS_AUDIT_READS", "sometimes", "valid boolean"),
         ("QUEUEOPS_OPERATOR_RATE", "0", "greater than or equal to 1"),
         ("QUEUEOPS_STATE_PREFIX", "a:b", "not a key prefix"),
+        ("DRAIN_EVERY", "999999999999d", "longer than a year"),
+        ("DRAIN_EVERY", "25h", "1d1h is longer than 1d, the slowest cadence"),
+        ("DRAIN_EVERY", "0", "shorter than 1s"),
+        ("WATCH_OLDEST", "99999999d", "longer than a year"),
+        ("INCIDENT_ARCHIVE_AFTER", "400d", "longer than a year"),
+        ("INCIDENT_ARCHIVE_AFTER", "9" * 5000 + "s", "is not a duration"),
+        ("AUDIT_CHANNEL", "C0AUDIT\n", "is not a Slack channel id"),
+        ("REDIS_URL", "redis://localhost/0?socket_timeout=abc", "'socket_timeout'"),
+        ("REDIS_URL", "redis://localhost/0?colour=blue", "'colour'"),
+        ("REDIS_URL", "unix://", "names no socket path"),
+        ("WORKER_MODE_DOTENV", "/nonexistent-qo/app/.env", "/nonexistent-qo/app does not exist"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -114,6 +138,41 @@ def test_a_bad_value_is_one_line_naming_the_variable(
     message = str(err.value)
     assert message.startswith(f"{var}: ") and says in message and "\n" not in message
     assert err.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "location"),
+    [
+        ("unix:///run/redis/redis.sock", "/run/redis/redis.sock"),
+        ("unix:///tmp/r.sock?db=3", "/tmp/r.sock"),
+        ("rediss://cache:6380/1?ssl_cert_reqs=none", "cache:6380"),
+    ],
+)
+def test_every_url_form_the_check_names_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, url: str, location: str
+) -> None:
+    monkeypatch.setenv("REDIS_URL", url)
+    settings = load_settings()
+    assert settings.redis_location() == location and settings.redis_origin() == "REDIS_URL"
+
+
+def test_a_redis_not_given_by_redis_url_is_named_for_what_it_is() -> None:
+    default = load_settings()
+    assert default.redis_origin() == "REDIS_URL is not set"
+    embedded = default.with_redis("redis://127.0.0.1:4711/0", origin="embedded")
+    assert embedded.redis_origin() == "embedded" and embedded.redis_location() == "127.0.0.1:4711"
+    assert default.redis_url == "redis://localhost:6379/0"  # the original is unchanged
+
+
+def test_cadences_are_bounded_one_second_to_one_day() -> None:
+    from bot.durations import check_cadence_ms
+
+    assert check_cadence_ms(1000) == 1000 and check_cadence_ms(86_400_000) == 86_400_000
+    for bad in (999, 86_400_001):
+        with pytest.raises(ValueError):
+            check_cadence_ms(bad)
+    with pytest.raises(ValueError, match="longer than a year"):
+        parse_duration_ms("999999999999d")
 
 
 def test_redis_location_never_shows_the_password(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from cli_runner import run_cli
 from conftest import REDIS_URL
 from drain_helpers import TOKEN, Endpoint, add_jobs
 from slack_helpers import MakeBot
@@ -18,8 +19,6 @@ from slack_stub import SlackStub
 
 from bot.http_app import TICKER
 from bot.queues.service import QueueService
-
-QUEUEOPS = str(Path(sys.executable).parent / "queueops")
 
 
 async def requests_seen(endpoint: Endpoint, within: float = 0.3) -> list[dict[str, Any]]:
@@ -165,22 +164,15 @@ async def queueops(*args: str, prefix: str, **env: str) -> tuple[int, str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("QUEUEOPS_", "DRAIN", "CRON_", "SLACK_"))
     }
-    proc = await asyncio.create_subprocess_exec(
-        QUEUEOPS,
-        *args,
-        env={
-            **clean,
-            "REDIS_URL": REDIS_URL,
-            "QUEUEOPS_PREFIX": prefix,
-            "QUEUEOPS_STATE_PREFIX": f"{prefix}-state",
-            "QUEUEOPS_QUEUES": "a,b",
-            **env,
-        },
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode(), err.decode()
+    env = {
+        **clean,
+        "REDIS_URL": REDIS_URL,
+        "QUEUEOPS_PREFIX": prefix,
+        "QUEUEOPS_STATE_PREFIX": f"{prefix}-state",
+        "QUEUEOPS_QUEUES": "a,b",
+        **env,
+    }
+    return await run_cli(args, env)
 
 
 async def test_budget_uses_the_idle_tick_cost_the_bot_measured(
@@ -199,3 +191,82 @@ async def test_budget_uses_the_idle_tick_cost_the_bot_measured(
     assert budget["cronIdlePerMonth"] == 8640 and budget["monthlyLimit"] == 100000
     assert budget["alwaysOnIdlePerMonth"] == 2 * 26 * 43200  # QUEUEOPS_QUEUES=a,b
     assert budget["fastestEvery"] == "52s"  # 2,592,000 s / 50,000 commands
+
+
+async def test_a_clean_stop_hands_the_lease_over_at_once(
+    make_bot: MakeBot, endpoint: Endpoint, prefix: str, redis: aioredis.Redis
+) -> None:
+    one = await cron_bot(make_bot, endpoint)
+    two = await cron_bot(make_bot, endpoint)
+    await one.app[TICKER].tick()  # one leads
+    assert await redis.get(f"{prefix}-state:cron:lease")
+    await one.close()  # a deploy: SIGTERM, graceful shutdown
+    assert await redis.get(f"{prefix}-state:cron:lease") is None
+    await add_jobs(REDIS_URL, prefix, "a", ["x"])
+    await two.app[TICKER].tick()  # the very next tick of the other replica drains
+    [call] = await requests_seen(endpoint, 3)
+    assert call["queue"] == "a"
+
+
+async def test_the_lease_lives_about_one_tick_and_follows_the_cadence(
+    make_bot: MakeBot, endpoint: Endpoint, prefix: str, redis: aioredis.Redis
+) -> None:
+    bot = await make_bot(
+        queues="a,b", drain_url=endpoint.url, cron_secret=TOKEN, drain_every_ms=10_000
+    )
+    await bot.app[TICKER].tick()
+    assert 10_000 < await redis.pttl(f"{prefix}-state:cron:lease") <= 15_000  # a crash: ~1 tick
+    assert (await queueops("cron", "every", "1h", prefix=prefix))[0] == 0
+    await bot.app[TICKER].tick()  # learns the cadence
+    await bot.app[TICKER].tick()  # renews with the new lease
+    assert 3_600_000 < await redis.pttl(f"{prefix}-state:cron:lease") <= 3_660_000
+
+
+async def test_a_drain_longer_than_the_lease_keeps_it(
+    make_bot: MakeBot, prefix: str, redis: aioredis.Redis
+) -> None:
+    """The lease lives 3 s at a 1 s cadence; a 4 s drain renews it, so the other replica's
+    ticks in the middle of the drain do not start a second one (nor do the leader's own)."""
+    calls: list[float] = []
+
+    async def slow_drain(request: web.Request) -> web.Response:
+        calls.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(4)
+        return web.json_response(
+            {"ok": True, "durationMs": 4000, "totalProcessed": 1, "totalFailed": 0, "queues": {}}
+        )
+
+    app = web.Application()
+    app.router.add_post("/api/v1/cron/drain-queues", slow_drain)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        settings = dict(drain_url=str(server.make_url("")), cron_secret=TOKEN, queues="a")
+        one = await make_bot(drain_every_ms=1_000, **settings)
+        two = await make_bot(drain_every_ms=1_000, **settings)
+        await add_jobs(REDIS_URL, prefix, "a", ["x"])
+        draining = asyncio.create_task(one.app[TICKER].tick())
+        while not calls:  # noqa: ASYNC110  (the drain endpoint is the one to watch)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(3.3)  # past the lease's first life; both schedulers tick meanwhile
+        await two.app[TICKER].tick()
+        await draining
+        assert len(calls) == 1
+        assert await redis.get(f"{prefix}-state:cron:lease") is not None
+    finally:
+        await server.close()
+
+
+async def test_a_cadence_stored_out_of_bounds_is_kept_within_a_day(
+    make_bot: MakeBot, endpoint: Endpoint, prefix: str, redis: aioredis.Redis
+) -> None:
+    """Written before the 1s..1d bound existed (or by hand): the tick must not stop."""
+    bot = await cron_bot(make_bot, endpoint)
+    await redis.hset(f"{prefix}-state:cron", "every_ms", str(99_999 * 86_400_000))
+    await bot.app[TICKER].tick()
+    assert bot.app[TICKER].every_ms == 86_400_000
+    await redis.hset(f"{prefix}-state:cron", "every_ms", "soon")
+    await bot.app[TICKER].tick()
+    assert bot.app[TICKER].every_ms == 86_400_000
+    code, out, _ = await queueops("cron", "status", "--json", prefix=prefix, DRAIN_URL=endpoint.url)
+    assert code == 0 and json.loads(out)["everySeconds"] == 300  # the CLI's DRAIN_EVERY, 5m

@@ -5,19 +5,23 @@ or both, and that running the operation again finishes it."""
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import sys
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 from conftest import REDIS_URL, NodeCall
 
+from bot.patterns import UserPattern, compile_user_pattern
+from bot.queues import dlq, quarantine
 from bot.queues.service import QueueService
 from bot.queues.store import Checkpoint
 
 HERE = Path(__file__).resolve().parent
-POISON = re.compile("poison")
+POISON = compile_user_pattern("pois[o]n")  # a regex: pages read and matched by the client
+LITERAL = compile_user_pattern("poison")  # plain text: matched inside the move script
+EVERYTHING = compile_user_pattern(".*")  # moved without reading reasons
 
 
 class Crash(Exception):
@@ -38,24 +42,41 @@ async def _places(node: NodeCall, queue: str, *job_ids: str) -> list[set[str]]:
     return [{place for place, state in found[i].items() if state} for i in job_ids]
 
 
-@pytest.mark.parametrize("die_after", ["batch-1", "batch-2", "batch-3"])
-async def test_bulk_quarantine_stopped_after_any_batch_loses_nothing(
-    service: QueueService, node: NodeCall, die_after: str
+@pytest.mark.parametrize(
+    "pattern", [POISON, LITERAL, EVERYTHING], ids=["matched", "literal", "match-all"]
+)
+@pytest.mark.parametrize("die_after", ["round-1", "round-2", "round-3"])
+async def test_bulk_quarantine_stopped_after_any_round_loses_nothing(
+    service: QueueService, node: NodeCall, die_after: str, pattern: UserPattern
 ) -> None:
     ids = (await node("fail", queue="jobs", count=20, reason="poison"))["ids"]
     with pytest.raises(Crash):
-        await service.quarantine_matching(
+        # Pages of 7 moved in calls of 3, or rounds of 7 in calls of 3 (match-all): a
+        # crash lands between two rounds.
+        await quarantine.quarantine_matching(
+            service.store,
             "jobs",
-            POISON,
+            pattern,
             limit=20,
             reason="r",
             actor="t",
-            batch_size=7,
+            batch_size=3,
+            page_size=7,
+            round_jobs=7,
             checkpoint=crash_after(die_after),
         )
-    moved = min(7 * int(die_after[-1]), 20)
+    # Round N was tallied when the crash came; round N+1 may have been in flight (two are
+    # sent before the first answer) and Redis ran it: either way whole jobs moved. A
+    # round is 7 jobs looked at (match-all, plain text), or one call (3 jobs at most) of a
+    # page's matches.
+    rounds = int(die_after[-1])
+    # Jobs each round moves: a regex's pages of 7 matches go in calls of 3 (3, 3, 1 a page;
+    # the last page holds 6), the others take 7 a round.
+    per_round = [3, 3, 1, 3, 3, 1, 3, 3] if pattern is POISON else [7, 7, 6]
     counts = await node("counts", queues=["jobs", "jobs-dlq"])
-    assert (counts["jobs"]["failed"], counts["jobs-dlq"]["failed"]) == (20 - moved, moved)
+    moved = counts["jobs-dlq"]["failed"]
+    assert sum(per_round[:rounds]) <= moved <= sum(per_round[: rounds + 1]), moved
+    assert counts["jobs"]["failed"] == 20 - moved
     places = await _places(node, "jobs", *ids)
     # Each job is wholly in one place; which ones moved follows the failed set's order
     # (finish time), not the ids.
@@ -67,38 +88,42 @@ async def test_bulk_quarantine_stopped_after_any_batch_loses_nothing(
     assert (counts["jobs"]["failed"], counts["jobs-dlq"]["failed"]) == (0, 20)
 
 
-@pytest.mark.parametrize(
-    ("die_after", "expected_places"),
-    [("read", {"dlq"}), ("added", {"source", "dlq"}), ("released", {"source"})],
-)
-async def test_replay_stopped_after_any_step_loses_nothing_and_resumes(
-    service: QueueService, node: NodeCall, die_after: str, expected_places: set[str]
+@pytest.mark.parametrize("die_after", ["checked", "round-1", "round-2", "round-3"])
+async def test_replay_stopped_after_any_step_loses_nothing_and_runs_nothing_twice(
+    service: QueueService, node: NodeCall, die_after: str
 ) -> None:
-    [job_id] = (await node("fail", queue="jobs", count=1, reason="poison"))["ids"]
-    await node("log", queue="jobs", id=job_id, line="first attempt")
-    await service.quarantine("jobs", job_id, reason="r", actor="t")
+    ids = (await node("fail", queue="jobs", count=20, reason="poison"))["ids"]
+    await node("log", queue="jobs", id=ids[0], line="first attempt")
+    await service.quarantine_matching("jobs", POISON, limit=20, reason="r", actor="t")
 
     with pytest.raises(Crash):
-        await service.dlq_replay("jobs", count=1, checkpoint=crash_after(die_after))
-    assert await _places(node, "jobs", job_id) == [expected_places]
+        await dlq.dlq_replay(
+            service.store,
+            "jobs",
+            count=20,
+            batch_size=3,
+            round_size=7,
+            checkpoint=crash_after(die_after),
+        )
+    back = 0 if die_after == "checked" else min(7 * int(die_after[-1]), 20)
+    places = await _places(node, "jobs", *ids)
+    # Each job wholly in one place: each job moves inside one script call.
+    assert sorted(map(sorted, places)) == [["dlq"]] * (20 - back) + [["source"]] * back
 
-    again = await service.dlq_replay("jobs", count=1)
-    assert [j.job_id for j in again.replayed] == ([] if die_after == "released" else [job_id])
-    job = await node("job", queue="jobs", id=job_id)
-    assert job["state"] == "waiting" and job["data"]["n"] == 0
-    assert job["logs"] == ["first attempt"]
+    again = await service.dlq_replay("jobs", count=20)
+    assert len(again.replayed) == 20 - back and not again.left  # only what this run moved
     assert (await node("counts", queues=["jobs-dlq"]))["jobs-dlq"]["failed"] == 0
-    processed = (await node("process", queue="jobs", count=1))["processed"]
-    assert [p["id"] for p in processed] == [job_id]
+    processed = (await node("process", queue="jobs", count=20, timeoutMs=10000))["processed"]
+    assert sorted(p["id"] for p in processed) == sorted(ids)  # each once
     counts = (await node("counts", queues=["jobs"]))["jobs"]
-    assert counts["completed"] == 1 and counts["waiting"] == 0  # once, no duplicate left
+    assert counts["completed"] == 20 and counts["waiting"] == 0  # no duplicate left behind
+    first = await node("job", queue="jobs", id=ids[0])
+    assert first["logs"] == ["first attempt"]  # the logs came back with the job
 
 
-async def test_bulk_quarantine_killed_with_sigkill_loses_nothing(
-    service: QueueService, node: NodeCall, prefix: str
-) -> None:
-    total = 1500
-    await node("fail", queue="jobs", count=total, reason="poison")
+async def run_and_kill_mid_way(prefix: str, *mode: str) -> None:
+    """Start crash_quarantine.py (bulk quarantine, or `replay`) in calls of 10 and SIGKILL
+    it 50 ms after its first round."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(HERE / "crash_quarantine.py"),
@@ -106,6 +131,7 @@ async def test_bulk_quarantine_killed_with_sigkill_loses_nothing(
         prefix,
         "jobs",
         "10",
+        *mode,
         stdout=asyncio.subprocess.PIPE,
         cwd=HERE.parent,
     )
@@ -115,18 +141,49 @@ async def test_bulk_quarantine_killed_with_sigkill_loses_nothing(
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
 
-    counts = await node("counts", queues=["jobs", "jobs-dlq"])
-    in_source, in_dlq = counts["jobs"]["failed"], counts["jobs-dlq"]["failed"]
-    assert in_source + in_dlq == total
-    assert 0 < in_dlq < total, "the kill should land mid-way"
-    redis = service.redis
-    hashes = sum(
+
+async def job_hashes(redis: aioredis.Redis, prefix: str, total: int) -> int:
+    """How many of jobs 1..total have a hash in `jobs` or in `jobs-dlq` (2 would be a copy)."""
+    return sum(
         [
             await redis.exists(f"{prefix}:jobs:{i}", f"{prefix}:jobs-dlq:{i}")
             for i in range(1, total + 1)
         ]
     )
-    assert hashes == total  # every job hash exists exactly once
+
+
+async def test_replay_killed_with_sigkill_loses_nothing_and_duplicates_nothing(
+    service: QueueService, node: NodeCall, prefix: str
+) -> None:
+    total = 1500
+    await node("fail", queue="jobs", count=total, reason="poison")
+    await service.quarantine_matching("jobs", POISON, limit=total, reason="r", actor="t")
+    await run_and_kill_mid_way(prefix, "replay")
+
+    counts = await node("counts", queues=["jobs", "jobs-dlq"])
+    in_queue, in_dlq = counts["jobs"]["waiting"], counts["jobs-dlq"]["failed"]
+    assert in_queue + in_dlq == total
+    assert 0 < in_queue < total, "the kill should land mid-way"
+    assert await job_hashes(service.redis, prefix, total) == total  # each exactly once
+
+    again = await service.dlq_replay("jobs", count=total)
+    assert len(again.replayed) == in_dlq
+    counts = await node("counts", queues=["jobs", "jobs-dlq"])
+    assert (counts["jobs"]["waiting"], counts["jobs-dlq"]["failed"]) == (total, 0)
+
+
+async def test_bulk_quarantine_killed_with_sigkill_loses_nothing(
+    service: QueueService, node: NodeCall, prefix: str
+) -> None:
+    total = 1500
+    await node("fail", queue="jobs", count=total, reason="poison")
+    await run_and_kill_mid_way(prefix)
+
+    counts = await node("counts", queues=["jobs", "jobs-dlq"])
+    in_source, in_dlq = counts["jobs"]["failed"], counts["jobs-dlq"]["failed"]
+    assert in_source + in_dlq == total
+    assert 0 < in_dlq < total, "the kill should land mid-way"
+    assert await job_hashes(service.redis, prefix, total) == total  # each exactly once
 
     await service.quarantine_matching("jobs", POISON, limit=total, reason="r", actor="t")
     counts = await node("counts", queues=["jobs", "jobs-dlq"])

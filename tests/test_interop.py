@@ -3,11 +3,11 @@ it, Node checks the result (and the reverse)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from conftest import NodeCall
 
+from bot.patterns import compile_user_pattern
 from bot.queues.keys import COUNT_STATES
 from bot.queues.service import QueueService
 
@@ -126,7 +126,7 @@ async def test_bulk_quarantine_by_reason_then_replay_is_processed_by_a_node_work
 ) -> None:
     await node("fail", queue="jobs", count=6, reason="ECONNRESET talking to s3")
     result = await service.quarantine_matching(
-        "jobs", re.compile(r"ECONNRESET.*#[0-3]$"), limit=3, reason="s3 outage", actor="t"
+        "jobs", compile_user_pattern(r"ECONNRESET.*#[0-3]$"), limit=3, reason="s3 outage", actor="t"
     )
     assert [m.job_id for m in result.moved] == ["1", "2", "3"]  # oldest first, limit kept
     counts = await node("counts", queues=["jobs", "jobs-dlq"])

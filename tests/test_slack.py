@@ -14,6 +14,7 @@ from conftest import NodeCall
 from slack_helpers import BOT_TOKEN, MakeBot, press, sign, slash, text_of
 from slack_stub import SlackStub
 
+from bot.http_app import DISPATCHER
 from bot.queues.service import QueueService
 
 
@@ -28,7 +29,11 @@ async def test_slash_snapshot_acks_at_once_and_replies_in_channel(
     [reply] = await slack.wait_for("respond:r1")
     assert reply.body["response_type"] == "in_channel"
     assert "batch-jobs" in text_of(reply.body) and ":large_green_circle:" in text_of(reply.body)
-    assert slack.of("auth.test")  # Bolt's single-workspace authorization went to the stand-in
+    # Answered before Bolt (bot/slack/slash.py): the signature proves the request and the
+    # reply goes to its response_url, so no auth.test; Web API calls carry the bot token.
+    assert not slack.of("auth.test")
+    [roles] = slack.of("usergroups.users.list")
+    assert roles.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
 
 
 async def test_bad_signature_and_stale_timestamp_are_401(
@@ -123,6 +128,43 @@ async def test_audit_trail_in_redis_and_channel_without_secrets(
     assert posted.body["channel"] == "CAUDIT01"
     everything = json.dumps([c.body for c in slack.calls]) + json.dumps(rows)
     assert BOT_TOKEN not in everything and "[redacted]" in entry["words"]
+
+
+async def test_reads_reach_no_audit_changes_do_and_serve_is_named_in_client_list(
+    make_bot: MakeBot,
+    slack: SlackStub,
+    service: QueueService,
+    redis: aioredis.Redis,
+    prefix: str,
+) -> None:
+    await service.store.bullmq("q").add("pdf", {})
+    bot = await make_bot(audit_channel="CAUDIT01")
+    await slash(bot, slack, "snapshot q", user="UOPS", reply_to="s")
+    await slack.wait_for("respond:s")
+    await slash(bot, slack, "pause q", user="UOPS", reply_to="p")
+    await slack.wait_for("respond:p")
+    [posted] = await slack.wait_for("chat.postMessage")  # the pause only
+    assert "pause q" in posted.body["text"]
+    rows = await redis.xrange(f"{prefix}-state:audit")
+    assert [r[1]["command"] for r in rows] == ["pause"]
+    # The bot's long-lived connection keeps its name (CLIENT SETNAME), RESP2 (no HELLO).
+    serving = [c for c in await redis.client_list() if c["name"] == "queueops-serve"]
+    assert serving and {c["resp"] for c in serving} == {"2"}
+
+
+async def test_reads_are_audited_with_queueops_audit_reads(
+    make_bot: MakeBot,
+    slack: SlackStub,
+    service: QueueService,
+    redis: aioredis.Redis,
+    prefix: str,
+) -> None:
+    await service.store.bullmq("q").add("pdf", {})
+    bot = await make_bot(audit_reads=True)
+    await slash(bot, slack, "snapshot q", user="UVIEW")
+    await slack.wait_for("respond:r1")
+    [(_, entry)] = await redis.xrange(f"{prefix}-state:audit")
+    assert entry["command"] == "snapshot" and entry["outcome"] == "ok"
 
 
 async def test_operator_commands_are_rate_limited_per_person(
@@ -305,3 +347,18 @@ async def test_mode_switch_in_slack_previews_and_an_admin_confirms(
     [done] = await slack.wait_for("respond:r2")
     assert "worker mode is now always-on" in text_of(done.body)
     assert await redis.hget(f"{prefix}-state:cron", "mode") == "always-on"
+
+
+async def test_a_command_that_hits_a_bug_still_answers_in_one_line(
+    make_bot: MakeBot, slack: SlackStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = await make_bot()
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(bot.app[DISPATCHER], "run", broken)
+    assert (await slash(bot, slack, "snapshot")).status == 200
+    [reply] = await slack.wait_for("respond:r1")
+    assert reply.body["response_type"] == "ephemeral"
+    assert "internal error (KeyError)" in text_of(reply.body)

@@ -4,14 +4,27 @@ Every step records what it did in the incident's Redis hash before the next one 
 (channel, topic, invites, status message, pin, chart), so handling the same notification
 again, after a crash, a Slack outage or on another replica, resumes where it stopped and
 posts nothing twice. A lock per incident keeps two replicas from working on it at once.
+
+The lock is short (LOCK_MS) and renewed while its holder works, and only its holder may
+renew or release it: a holder that dies (SIGKILL mid `chat.postMessage`) loses it within
+LOCK_MS, and whoever finds it taken (`Busy`) leaves the entry pending and comes back
+when it expires, so the incident is finished by the next attempt, never forgotten.
+
+A channel name is reserved for one incident before Slack is asked to create it
+(`<state>:channelname:<name>`), and a channel Slack says already exists is adopted only
+when this incident asked for that very name before (a crash between create and record)
+and the bot created it; otherwise the group id is added to the name.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -30,15 +43,36 @@ log = logging.getLogger(__name__)
 
 INVITE_CHUNK = 30  # Netflix Dispatch's chunk size for conversations.invite
 STATUS_UPDATE_EVERY_MS = 60_000
-LOCK_MS = 120_000
+LOCK_MS = 10_000
+"""How long a lock outlives its holder; renewed every third of it while the holder works."""
 TIMELINE_MAX = 500
+NAME_RESERVED_S = 90 * 86_400
+"""Slack keeps the names of archived channels too; a reservation outlives the incident."""
+
+RENEW_LOCK = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0
+"""
+RELEASE_LOCK = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0
+"""
 
 SnapshotView = Callable[[Sequence[str]], Awaitable[list[ViewBlock]]]
 ChartMaker = Callable[[Sequence[str]], Awaitable[bytes | None]]
 
 
 class Busy(Exception):
-    """Another replica is working on this incident right now; it will finish the job."""
+    """Someone holds this incident's lock: another replica working on it, or a process that
+    died holding it. Leave the entry pending and try again after `retry_after_ms`."""
+
+    def __init__(self, iid: str, retry_after_ms: int) -> None:
+        super().__init__(f"incident {iid} is locked for {retry_after_ms} ms more")
+        self.retry_after_ms = retry_after_ms
 
 
 def now_ms() -> int:
@@ -69,6 +103,9 @@ class Incidents:
         self._claim = redis.register_script(
             resources.files("bot.alerts").joinpath("lua", "claim_incident.lua").read_text()
         )
+        self._renew = redis.register_script(RENEW_LOCK)
+        self._release = redis.register_script(RELEASE_LOCK)
+        self._bot_user: str | None = None
 
     # -- state -------------------------------------------------------------------------
 
@@ -141,12 +178,10 @@ class Incidents:
                 pipe.hincrby(key, "notifications", 1)
                 pipe.hset(key, "last_notified_at", now_ms())
                 await pipe.execute()
-        try:
-            await self.open(iid)
-        except Busy:
-            if created:
-                raise
-            return  # a re-send: the replica holding the lock is opening the channel
+        # Busy propagates even for a re-send: the entry being retried may be the very one
+        # whose handler died holding the lock, and acking it would leave the channel
+        # without its status message for good.
+        await self.open(iid)
         if not created:
             await self.refresh_status(iid)
 
@@ -158,10 +193,7 @@ class Incidents:
         done = await self.redis.hmget(key, "first_ts", "chart_done")
         if done[0] and done[1]:
             return
-        lock = f"{self.s}:lock:{iid}"
-        if not await self.redis.set(lock, "1", nx=True, px=LOCK_MS):
-            raise Busy(iid)
-        try:
+        async with self._locked(iid):
             incident = await self.load(iid)
             channel = incident.get("channel_id") or await self._create_channel(iid, incident)
             if not incident.get("topic_set"):
@@ -194,29 +226,71 @@ class Incidents:
                         title="Queue depth, last hour",
                     )
                 await self.redis.hset(key, "chart_done", "1")
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, iid: str) -> AsyncIterator[None]:
+        """Hold the incident's lock, renewed while the body runs; Busy when taken."""
+        lock = f"{self.s}:lock:{iid}"
+        token = secrets.token_hex(8)
+        if not await self.redis.set(lock, token, nx=True, px=LOCK_MS):
+            left = int(await self.redis.pttl(lock))
+            raise Busy(iid, max(left, 0) + 100)
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(LOCK_MS / 3000)
+                await self._renew(keys=[lock], args=[token, LOCK_MS])
+
+        renewing = asyncio.create_task(keep(), name=f"queueops-lock-{iid}")
+        try:
+            yield
         finally:
-            await self.redis.delete(lock)
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewing
+            await self._release(keys=[lock], args=[token])
 
     async def _create_channel(self, iid: str, incident: dict[str, Any]) -> str:
-        event = AlertEvent.model_validate(
-            json.loads(await self.redis.hget(self._key(iid), "event") or "{}")
+        key = self._key(iid)
+        event = AlertEvent.model_validate(json.loads(await self.redis.hget(key, "event") or "{}"))
+        for name in (event.channel_name(), event.suffixed_channel_name()):
+            if not await self._reserve(name, iid):
+                continue  # another incident's name (same title, queue and minute)
+            asked_before = await self.redis.hget(key, f"asked:{name}")
+            await self.redis.hset(key, f"asked:{name}", "1")  # before Slack may create it
+            try:
+                created = await self.client.conversations_create(name=name)
+                channel = str(created["channel"]["id"])
+            except SlackApiError as err:
+                if err.response.get("error") != "name_taken":
+                    raise
+                # Ours only if this incident asked for it before (then crashed before
+                # recording it) and the bot created it; a person's channel is not adopted.
+                found = await self._find_own_channel(name) if asked_before else None
+                if found is None:
+                    continue
+                channel = found
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={"channel_id": channel, "channel_name": name})
+                pipe.set(f"{self.s}:channel:{channel}", iid)
+                await pipe.execute()
+            return channel
+        raise RuntimeError(
+            f"no free channel name for {event.title}: {event.channel_name()} and "
+            f"{event.suffixed_channel_name()} are taken"
         )
-        name = event.channel_name()
-        try:
-            created = await self.client.conversations_create(name=name)
-            channel = str(created["channel"]["id"])
-        except SlackApiError as err:
-            if err.response.get("error") != "name_taken":
-                raise
-            # Ours from a crash between create and record, or a namesake: adopt it.
-            channel = await self._find_channel(name) or await self._create_suffixed(name)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key(iid), mapping={"channel_id": channel, "channel_name": name})
-            pipe.set(f"{self.s}:channel:{channel}", iid)
-            await pipe.execute()
-        return channel
 
-    async def _find_channel(self, name: str) -> str | None:
+    async def _reserve(self, name: str, iid: str) -> bool:
+        """The name is this incident's: reserved now, or by an earlier attempt of it."""
+        key = f"{self.s}:channelname:{name}"
+        if await self.redis.set(key, iid, nx=True, ex=NAME_RESERVED_S):
+            return True
+        return str(await self.redis.get(key)) == iid
+
+    async def _find_own_channel(self, name: str) -> str | None:
+        """The id of the open channel called `name` if the bot created it."""
+        if self._bot_user is None:
+            self._bot_user = str((await self.client.auth_test())["user_id"])
         cursor = None
         for _ in range(20):
             page = await self.client.conversations_list(
@@ -225,21 +299,11 @@ class Incidents:
             channels: list[dict[str, Any]] = page.get("channels", [])
             for ch in channels:
                 if ch.get("name") == name:
-                    return str(ch["id"])
+                    return str(ch["id"]) if ch.get("creator") == self._bot_user else None
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return None
         return None
-
-    async def _create_suffixed(self, name: str) -> str:
-        for n in range(2, 10):
-            try:
-                created = await self.client.conversations_create(name=f"{name[:77]}-{n}")
-                return str(created["channel"]["id"])
-            except SlackApiError as err:
-                if err.response.get("error") != "name_taken":
-                    raise
-        raise RuntimeError(f"no free channel name like {name} (name_taken up to -9)")
 
     @staticmethod
     def _topic(incident: dict[str, Any]) -> str:

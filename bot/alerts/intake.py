@@ -1,9 +1,11 @@
 """POST /alerts/alertmanager and POST /alerts/generic.
 
 Alertmanager delivers at least once and retries only on 5xx: so 2xx once the alert is
-stored in the stream, 5xx when it could not be stored (it will be re-sent), 4xx for what
-will never be valid (wrong token 401, malformed 400, too big 413). The bearer token is
-compared in constant time; with no ALERT_WEBHOOK_TOKEN, intake refuses everything.
+stored in the stream, 5xx when it could not be stored or too many alerts wait to be
+handled (it will be re-sent), 4xx only for what will never be valid (wrong token 401,
+malformed 400, too big 413): a 4xx is dropped for good. The body is read whole, however
+many TCP reads or chunks it arrives in. The bearer token is compared in constant time;
+with no ALERT_WEBHOOK_TOKEN, intake refuses everything.
 """
 
 from __future__ import annotations
@@ -27,11 +29,16 @@ from bot.alerts.models import (
     from_generic,
     summarize_error,
 )
-from bot.alerts.stream import AlertStream
+from bot.alerts.stream import AlertStream, BacklogFull
 
 log = logging.getLogger(__name__)
 
 MAX_ALERT_BODY = 256 * 1024
+READ_CHUNK = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -58,14 +65,18 @@ class AlertIntake:
         )
 
     async def _body(self, request: web.Request) -> Any:
+        """The whole body, up to MAX_ALERT_BODY (Content-Length or chunked), as JSON.
+        `content.read(n)` returns what is buffered, not n bytes: read until the end."""
         if request.content_length is not None and request.content_length > MAX_ALERT_BODY:
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=MAX_ALERT_BODY, actual_size=request.content_length
-            )
-        raw = await request.content.read(MAX_ALERT_BODY + 1)
-        if len(raw) > MAX_ALERT_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_ALERT_BODY, actual_size=len(raw))
-        return json.loads(raw)
+            raise BodyTooLarge
+        parts: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(READ_CHUNK):
+            size += len(chunk)
+            if size > MAX_ALERT_BODY:
+                raise BodyTooLarge
+            parts.append(chunk)
+        return json.loads(b"".join(parts))
 
     async def _accept(
         self, request: web.Request, parse: Callable[[Any], AlertEvent]
@@ -76,16 +87,23 @@ class AlertIntake:
             return _error(401, "missing or wrong bearer token")
         try:
             body = await self._body(request)
-        except web.HTTPRequestEntityTooLarge:
+        except BodyTooLarge:
             return _error(413, f"body over {MAX_ALERT_BODY} bytes")
+        except RecursionError:
+            return _error(400, "malformed JSON: nested too deeply")
         except (ValueError, UnicodeDecodeError) as err:
             return _error(400, f"malformed JSON: {err}")
         try:
             event = parse(body)
         except ValidationError as err:
             return _error(400, summarize_error(err.errors()))
+        except RecursionError:
+            return _error(400, "malformed alert: nested too deeply")
         try:
             entry_id = await self.stream.append(event)
+        except BacklogFull as full:
+            log.error("alerts: refused %s: %s (503, to be sent again)", event.title, full)
+            return _error(503, f"{full}; send it again later")
         except (RedisError, OSError) as err:
             log.error("alerts: could not store %s: %s", event.title, err)
             return _error(503, "could not store the alert; send it again")

@@ -15,6 +15,26 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Status = Literal["firing", "resolved"]
+SUFFIX_LEN = 6
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def usable_start(value: datetime) -> datetime:
+    """A start time every later step can use: with an offset (a naive one cannot be placed,
+    nor compared with the aware times of the same payload) and within 1970..9999 once in
+    UTC (`9999-12-31T23:59:59-14:00` is year 10000 in UTC, `0001-01-01T00:00:00+01:00` year
+    0: both overflow when the channel name is built). Normalised to UTC, so what is stored
+    can be handled on any host."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("needs a UTC offset, e.g. 2026-11-23T07:00:00Z")
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None
+    if in_utc < EARLIEST:
+        raise ValueError("before 1970")
+    return in_utc
 
 
 class _Tolerant(BaseModel):
@@ -27,8 +47,14 @@ class AmAlert(_Tolerant):
     annotations: dict[str, str] = {}
     starts_at: datetime = Field(alias="startsAt")
     ends_at: datetime | None = Field(None, alias="endsAt")
+    """Not used: firing alerts carry Alertmanager's `0001-01-01T00:00:00Z` here."""
     generator_url: str | None = Field(None, alias="generatorURL")
     fingerprint: str | None = None
+
+    @field_validator("starts_at")
+    @classmethod
+    def _starts_at(cls, value: datetime) -> datetime:
+        return usable_start(value)
 
 
 class AlertmanagerPayload(_Tolerant):
@@ -58,6 +84,11 @@ class GenericAlert(_Tolerant):
     labels: dict[str, str] = {}
     starts_at: datetime | None = Field(None, alias="startsAt")
 
+    @field_validator("starts_at")
+    @classmethod
+    def _starts_at(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else usable_start(value)
+
 
 class AlertEvent(BaseModel):
     """One notification about one alert group, whatever its source; stored in the stream."""
@@ -78,6 +109,13 @@ class AlertEvent(BaseModel):
     def _queues(cls, value: list[str]) -> list[str]:
         return sorted(set(value))
 
+    @field_validator("starts_at")
+    @classmethod
+    def _starts_at(cls, value: datetime) -> datetime:
+        """Also on the way out of the stream: an entry stored before intake checked this
+        fails to decode and is parked at once instead of failing on every retry."""
+        return usable_start(value)
+
     @property
     def group_id(self) -> str:
         """A short stable id for the group: the key of its Redis state."""
@@ -85,11 +123,22 @@ class AlertEvent(BaseModel):
 
     def channel_name(self) -> str:
         """`inc-<yyyymmdd>-<hhmm>-<slug>`: lowercase, [a-z0-9-], at most 80 characters.
-        Built from when the alert started, so a retry after a crash builds the same name."""
+        Built from when the alert started, so a retry after a crash builds the same name.
+        A title with no Latin letter or digit (symbols, another script) gives
+        `alert-<group id>`, so two such groups do not both become `alert`."""
         stamp = self.starts_at.astimezone(UTC).strftime("%Y%m%d-%H%M")
         slug = re.sub(r"[^a-z0-9]+", "-", " ".join([self.title, *self.queues]).lower())
-        slug = slug.strip("-") or "alert"
+        slug = slug.strip("-") or f"alert-{self.group_id[:SUFFIX_LEN]}"
         return f"inc-{stamp}-{slug}"[:80].rstrip("-")
+
+    def suffixed_channel_name(self) -> str:
+        """The name when the plain one belongs to someone else (a person's channel, another
+        group that started the same minute): the group id makes it this group's own (twice
+        as much of it where the plain name already ends with the short one)."""
+        base = self.channel_name()
+        short = self.group_id[:SUFFIX_LEN]
+        suffix = f"-{self.group_id[: 2 * SUFFIX_LEN]}" if base.endswith(short) else f"-{short}"
+        return f"{base[: 80 - len(suffix)].rstrip('-')}{suffix}"
 
 
 def _queues_of(labels: dict[str, str]) -> list[str]:

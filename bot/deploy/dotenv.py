@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from bot.deploy.base import EnvironmentChanged
+from bot.errors import OperationFailed
 
 _LINE = re.compile(r"^(\s*(?:export\s+)?)([A-Za-z_][A-Za-z0-9_]*)(\s*=\s*)(.*?)(\r?\n)?$")
 
@@ -64,10 +65,22 @@ class DotenvBackend:
         self.path = path
 
     async def read(self) -> dict[str, str]:
-        return parse(await asyncio.to_thread(self.path.read_text))
+        try:
+            return parse(await asyncio.to_thread(self.path.read_text))
+        except OSError as err:
+            raise self._file_error("read", err) from None
 
     async def write(self, expected: dict[str, str], changes: dict[str, str | None]) -> None:
-        await asyncio.to_thread(self._write, expected, changes)
+        try:
+            await asyncio.to_thread(self._write, expected, changes)
+        except OSError as err:
+            raise self._file_error("write", err) from None
+
+    def _file_error(self, doing: str, err: OSError) -> OperationFailed:
+        """A missing or unreadable file is the variable's problem: name it, not Redis."""
+        return OperationFailed(
+            f"WORKER_MODE_DOTENV: cannot {doing} {self.path}: {err.strerror or err}"
+        )
 
     def _write(self, expected: dict[str, str], changes: dict[str, str | None]) -> None:
         text = self.path.read_text()

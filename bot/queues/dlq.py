@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from bullmq import Job
 from bullmq.job import optsFromJSON
 
 from bot.errors import Refused
+from bot.queues.batching import CallSizer, ScriptCall, run_round
 from bot.queues.control import is_paused
 from bot.queues.models import DlqEntry, DlqListing, ReplayedJob, ReplayResult
 from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
 
 # Options a replay does not put back, and why: the job runs now (delay, timestamp), under
-# its original id (jobId), outside any schedule or flow (repeat*, parent*), and must not be
+# its original id, outside any schedule or flow (repeat*, parent*), and must not be
 # swallowed by a deduplication key that still points at the original (deduplication).
 DROPPED_ON_REPLAY = (
     "delay",
     "timestamp",
-    "jobId",
     "repeat",
     "repeatJobKey",
     "prevMillis",
@@ -96,65 +96,110 @@ async def dlq_show(store: QueueStore, queue: str, job_id: str) -> DlqEntry | Non
     return entry_from_hash(job_id, fields) if fields else None
 
 
-def _same_payload(a: Any, b: Any) -> bool:
-    return bool(a.name == b.name and a.data == b.data)
+REPLAY_BATCH = 100
+"""Jobs per replay script call to start with (about 15 Redis commands each); then as
+measured (batching.CallSizer), at most REPLAY_BATCH_MAX."""
+REPLAY_BATCH_MAX = 1000
+REPLAY_ROUND = 1000
+"""Jobs a replay round covers: its calls go in one pipeline, one round trip."""
+
+# npm bullmq stores these options under short names (optsEncodeMap in its utils).
+_SHORT_NAMES = {
+    "deduplication": "de",
+    "debounce": "de",
+    "failParentOnFailure": "fpof",
+    "continueParentOnFailure": "cpof",
+    "ignoreDependencyOnFailure": "idof",
+    "removeDependencyOnFailure": "rdof",
+}
+_DROPPED_KEYS = ",".join(
+    sorted({*DROPPED_ON_REPLAY, *(_SHORT_NAMES[k] for k in DROPPED_ON_REPLAY if k in _SHORT_NAMES)})
+)
 
 
-async def _replay_one(
-    store: QueueStore, queue: str, job_id: str, checkpoint: Checkpoint
-) -> ReplayedJob:
-    dlq_queue = store.bullmq(store.dlq_name(queue))
-    target = store.bullmq(queue)
-    original = await Job.fromId(dlq_queue, job_id)
-    await checkpoint("read")
-    if original is None:
-        return ReplayedJob(job_id=job_id, name="", replayed=False, problem="gone from the DLQ")
-    existing = await Job.fromId(target, job_id)
-    if existing is not None and not _same_payload(existing, original):
-        return ReplayedJob(
-            job_id=job_id,
-            name=original.name,
-            replayed=False,
-            problem=f"'{queue}' already has a different job with id {job_id}; left in the DLQ",
+def _left(queue: str, dlq: str, job_id: str, name: str, outcome: str) -> ReplayedJob:
+    if outcome == "taken-same":
+        problem = (
+            f"'{queue}' already has job {job_id} with the same name and data (replayed or "
+            "re-added earlier?); left in the DLQ so it does not run twice"
         )
-    if existing is None:
-        opts = {k: v for k, v in original.opts.items() if k not in DROPPED_ON_REPLAY}
-        opts["jobId"] = job_id
-        # PyPI bullmq's add with an existing jobId returns that id and changes nothing, so a
-        # replay that crashed after this line can simply run again.
-        await target.add(original.name, original.data, opts)
-    await checkpoint("added")
-    src, dlq = store.keys(queue), store.dlq_keys(queue)
-    await store.scripts.dlq_release(
-        keys=[dlq.key("failed"), src.key("wait"), src.key("paused"), src.key("meta")],
-        args=[src.base, dlq.base, job_id],
-    )
-    await checkpoint("released")
-    return ReplayedJob(job_id=job_id, name=original.name, replayed=True)
+    elif outcome == "taken-other":
+        problem = f"'{queue}' already has a different job with id {job_id}; left in the DLQ"
+    elif outcome == "no-hash":
+        problem = f"'{dlq}' lists job {job_id} but holds no data for it; left as it is"
+    else:
+        problem = f"unexpected outcome {outcome}"
+    return ReplayedJob(job_id=job_id, name=name, replayed=False, problem=problem)
 
 
 async def dlq_replay(
-    store: QueueStore, queue: str, *, count: int, checkpoint: Checkpoint = no_checkpoint
+    store: QueueStore,
+    queue: str,
+    *,
+    count: int,
+    batch_size: int | None = None,
+    round_size: int = REPLAY_ROUND,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> ReplayResult:
     """Canary re-enqueue: the `count` oldest quarantined jobs go back into `queue`.
 
-    Per job an ordered, idempotent sequence (read, add with the original id, release the
-    DLQ copy): a crash leaves the job in the DLQ, or in both, never in neither.
+    Each call of lua/replay.lua moves its jobs from the DLQ into the queue one by one,
+    atomically, and picks the oldest entries itself: exactly once across concurrent
+    replays and crashes (a crash leaves each job in the DLQ or in the queue, never both,
+    never neither). A round sends the calls for `round_size` jobs in one pipeline; the
+    jobs per call follow the measured time (batching.CallSizer; `batch_size` fixes it).
+    The result lists only what this run moved.
     """
     if await is_paused(store, queue):
         raise Refused(f"'{queue}' is paused; resume it first, replayed jobs would not run")
-    dlq = store.dlq_keys(queue)
-    ids = [str(i) for i in await store.redis.zrange(dlq.key("failed"), 0, count - 1)]
+    await checkpoint("checked")
+    src, dlq = store.keys(queue), store.dlq_keys(queue)
+    keys = [
+        dlq.key("failed"),
+        dlq.key("meta"),
+        dlq.key("events"),
+        *(src.key(s) for s in ("wait", "paused", "meta", "active", "prioritized", "marker")),
+        src.key("pc"),
+        src.key("events"),
+    ]
+    sizer = CallSizer(initial=REPLAY_BATCH, low=10, high=REPLAY_BATCH_MAX, fixed=batch_size)
     done: list[ReplayedJob] = []
-    left: list[ReplayedJob] = []
-    for job_id in ids:
-        outcome = await _replay_one(store, queue, job_id, checkpoint)
-        (done if outcome.replayed else left).append(outcome)
+    left: dict[str, ReplayedJob] = {}
+    rounds = 0
+    while len(done) + len(left) < count:
+        want = min(round_size, count - len(done) - len(left))
+        size = max(1, sizer.size)
+        sizes = [min(size, want - start) for start in range(0, want, size)]
+        # Entries this run left stay at the oldest end of the DLQ: pass over them. A call
+        # later in the round may look at one a call before it just left: harmless.
+        now = int(time.time() * 1000)
+        head: list[str | int] = [src.base, dlq.base, now, len(left)]
+        calls = [ScriptCall(store.scripts.replay, keys, [*head, n, _DROPPED_KEYS]) for n in sizes]
+        sizer.start()
+        answers = await run_round(store.redis, calls)
+        looked = 0
+        for flat in answers:
+            if isinstance(flat, Exception):
+                continue
+            looked += len(flat) // 3
+            for job_id, outcome, name in zip(flat[0::3], flat[1::3], flat[2::3], strict=True):
+                if outcome == "replayed":
+                    done.append(ReplayedJob(job_id=job_id, name=name, replayed=True))
+                elif job_id not in left:
+                    left[job_id] = _left(queue, dlq.name, job_id, name, outcome)
+        sizer.done(looked, len(calls))
+        for flat in answers:
+            if isinstance(flat, Exception):
+                raise flat
+        rounds += 1
+        await checkpoint(f"round-{rounds}")
+        if any(len(flat) // 3 < n for flat, n in zip(answers, sizes, strict=True)):
+            break  # a call found fewer than it asked for: the DLQ is empty past our leftovers
     return ReplayResult(
         queue=queue,
         dlq=dlq.name,
         requested=count,
         replayed=done,
-        left=left,
+        left=list(left.values()),
         dropped_options=list(DROPPED_ON_REPLAY),
     )

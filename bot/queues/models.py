@@ -70,6 +70,17 @@ class JobMove(Record):
     outcome: str = Field(description="the script's word: moved:<state>, missing, active, ...")
     from_state: str | None = None
     problem: str | None = None
+    list_end: str | None = Field(
+        None, description="a job from a list: found from its 'oldest' or 'newest' end"
+    )
+    depth: int | None = Field(None, description="how many jobs sat between it and that end")
+    scanned: int | None = Field(None, description="list entries Redis compared to find it")
+    list_name: str | None = Field(None, description="too deep: the list it may be in")
+    list_length: int | None = None
+    scan_bound: int | None = Field(None, description="entries looked at from each end")
+    estimated_ms: float | None = Field(
+        None, description="too deep: Redis time one call searching the whole list would take"
+    )
 
 
 class BulkQuarantineResult(Record):

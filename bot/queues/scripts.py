@@ -23,8 +23,9 @@ class Scripts:
     snapshot: AsyncScript
     probe: AsyncScript
     quarantine: AsyncScript
+    quarantine_failed: AsyncScript
     failed_page: AsyncScript
-    dlq_release: AsyncScript
+    replay: AsyncScript
     pause: AsyncScript
 
     @classmethod
@@ -35,8 +36,9 @@ class Scripts:
                 "snapshot",
                 "probe",
                 "quarantine",
+                "quarantine_failed",
                 "failed_page",
-                "dlq_release",
+                "replay",
                 "pause",
             )
         }

@@ -7,12 +7,12 @@ crash in the middle of (see the modules it delegates to).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
 from bot.errors import NotFound
+from bot.patterns import UserPattern
 from bot.queues import control, dlq, probe, quarantine, snapshot
 from bot.queues.discovery import discover_queues
 from bot.queues.models import (
@@ -25,7 +25,7 @@ from bot.queues.models import (
     ReplayResult,
 )
 from bot.queues.probe import TickOptions
-from bot.queues.quarantine import BATCH_SIZE
+from bot.queues.quarantine import MatchPreview
 from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
 
 
@@ -86,27 +86,44 @@ class QueueService:
             self.store, await self._resolve(names), now_ms=now_ms, options=options
         )
 
-    async def quarantine(self, queue: str, job_id: str, *, reason: str, actor: str) -> JobMove:
+    async def quarantine(
+        self,
+        queue: str,
+        job_id: str,
+        *,
+        reason: str,
+        actor: str,
+        deep: bool = False,
+        scan_bound: int = quarantine.LIST_SCAN_BOUND,
+    ) -> JobMove:
+        """Move one job to the DLQ. A waiting job is looked for within `scan_bound` entries
+        of each end of its list; deeper, it is refused with the cost unless `deep`."""
         await self.require_queue(queue)
         return await quarantine.quarantine_job(
-            self.store, queue, job_id, reason=reason, actor=actor
+            self.store, queue, job_id, reason=reason, actor=actor, deep=deep, scan_bound=scan_bound
         )
 
     async def find_failed_matching(
-        self, queue: str, pattern: re.Pattern[str], *, limit: int
+        self, queue: str, pattern: UserPattern, *, limit: int
     ) -> tuple[list[tuple[str, str]], int]:
         await self.require_queue(queue)
         return await quarantine.find_matching(self.store, queue, pattern, limit=limit)
 
+    async def preview_failed_matching(
+        self, queue: str, pattern: UserPattern, *, limit: int
+    ) -> MatchPreview:
+        await self.require_queue(queue)
+        return await quarantine.preview_matching(self.store, queue, pattern, limit=limit)
+
     async def quarantine_matching(
         self,
         queue: str,
-        pattern: re.Pattern[str],
+        pattern: UserPattern,
         *,
         limit: int,
         reason: str,
         actor: str,
-        batch_size: int = BATCH_SIZE,
+        batch_size: int | None = None,
         checkpoint: Checkpoint = no_checkpoint,
     ) -> BulkQuarantineResult:
         await self.require_queue(queue)
@@ -135,10 +152,17 @@ class QueueService:
         return entry
 
     async def dlq_replay(
-        self, queue: str, *, count: int, checkpoint: Checkpoint = no_checkpoint
+        self,
+        queue: str,
+        *,
+        count: int,
+        batch_size: int | None = None,
+        checkpoint: Checkpoint = no_checkpoint,
     ) -> ReplayResult:
         await self.require_queue(queue)
-        return await dlq.dlq_replay(self.store, queue, count=count, checkpoint=checkpoint)
+        return await dlq.dlq_replay(
+            self.store, queue, count=count, batch_size=batch_size, checkpoint=checkpoint
+        )
 
     async def pause(self, queue: str) -> bool:
         return await control.pause(self.store, await self.require_queue(queue))

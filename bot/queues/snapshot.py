@@ -11,8 +11,10 @@ from bot.queues.keys import COUNT_STATES
 from bot.queues.models import QueueSnapshot, Tally
 from bot.queues.store import QueueStore
 
-WAITING_SAMPLE = 50
-FAILED_SAMPLE = 50
+# A page, as a dashboard shows one: the views show the top 5 names and reasons of these, and
+# reading more would cost Redis time no view shows (issue 9: no heavier than a dashboard).
+WAITING_SAMPLE = 10
+FAILED_SAMPLE = 10
 TOP = 5
 
 

@@ -1,15 +1,18 @@
 """The Bolt app: `/queue <words>` and the Confirm / Cancel buttons.
 
-Bolt acks the slash command at once (process_before_response=False runs the listener after
-the ack), the command runs through the Dispatcher, and the reply goes back through
-`respond` (the command's response_url). Results are posted in the channel; errors and
-`help` only to the person who asked.
+Over HTTP, bot/slack/slash.py acks `/queue` itself and calls run_command; in Socket Mode Bolt
+acks it (on_queue). The buttons are Bolt's. The command runs through the Dispatcher, and the
+reply goes back to the command's response_url over one shared HTTP session
+(bot/slack/respond.py). Results are posted in the channel; errors and `help` only to the
+person who asked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -23,8 +26,10 @@ from bot.errors import UsageError
 from bot.roles import Role
 from bot.slack.blocks import as_dicts, confirm_buttons, fallback_text, render_blocks
 from bot.slack.confirmations import Confirmations, Pending
+from bot.slack.respond import Respond, ResponseUrls
 from bot.slack.roles import RoleResolver
 from bot.slack.words import split_words
+from commands.registry import resolve
 from commands.reply import ErrorReply, Reply
 from commands.runner import ConfirmationNeeded
 from commands.view import Block as ViewBlock
@@ -33,6 +38,7 @@ from commands.view import Chart, Mark, Note
 log = logging.getLogger(__name__)
 
 PRIVATE_COMMANDS = {"help"}
+READS_AT_ONCE = 4
 
 
 class SlackHandlers:
@@ -44,48 +50,81 @@ class SlackHandlers:
         confirmations: Confirmations,
         roles: RoleResolver,
         client: AsyncWebClient,
+        responses: ResponseUrls | None = None,
     ) -> None:
         self.client = client
         self.dispatcher = dispatcher
         self.confirmations = confirmations
         self.roles = roles
+        self.responses = responses or ResponseUrls()
+        self._reads = asyncio.Semaphore(READS_AT_ONCE)
+
+    def _replying(self, payload: dict[str, Any], bolt_respond: Any) -> Respond:
+        """The payload's response_url over the shared session; Bolt's own without one."""
+        url = payload.get("response_url")
+        return self.responses.respond(url) if isinstance(url, str) and url else bolt_respond
+
+    async def close(self) -> None:
+        await self.responses.close()
+
+    def _turn_for(self, words: Sequence[str]) -> AbstractAsyncContextManager[Any]:
+        """Reads (what a viewer may run: one script call, then rendering) take turns, at most
+        READS_AT_ONCE at a time. Fifty people typing `/queue snapshot` during an incident
+        otherwise fill the event loop with fifty replies' CPU work, and the acks of the
+        requests still arriving wait behind it (Slack allows 3 s). Changes never wait here:
+        a drain may run for a minute, and no read should queue behind it."""
+        try:
+            command, _ = resolve(words)
+        except UsageError:
+            return nullcontext()
+        return self._reads if command.role <= Role.VIEWER else nullcontext()
 
     async def on_queue(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        """`/queue` through Bolt: Socket Mode (over HTTP, bot/slack/slash.py answers it)."""
         await ack()
         async with self.dispatcher.tracking():
-            user = command["user_id"]
-            channel = command.get("channel_id")
-            try:
-                words = split_words(command.get("text") or "") or ["help"]
-            except UsageError as err:
-                await self._respond(respond, ErrorReply(message=str(err), exit_code=2))
-                return
+            await self.run_command(command, self._replying(command, respond))
+
+    async def run_command(self, command: dict[str, Any], respond: Respond) -> None:
+        """A `/queue` slash command's payload, after the ack: run it, reply to `respond`."""
+        user = command["user_id"]
+        channel = command.get("channel_id")
+        try:
+            words = split_words(command.get("text") or "") or ["help"]
+        except UsageError as err:
+            await self._respond(respond, ErrorReply(message=str(err), exit_code=2))
+            return
+        try:
             role = await self.roles.role_of(user)
-            outcome = await self.dispatcher.run(
-                words,
-                actor=f"slack:{user}",
-                role=role,
-                transport="slack",
-                channel=channel,
-                confirmed=False,
+            async with self._turn_for(words):
+                outcome = await self.dispatcher.run(
+                    words,
+                    actor=f"slack:{user}",
+                    role=role,
+                    transport="slack",
+                    channel=channel,
+                    confirmed=False,
+                )
+        except Exception as err:  # a bug: the person still hears back, in one line
+            log.exception("/queue %s from %s failed", words[0], user)
+            message = f"internal error ({type(err).__name__}); the bot's log has the details"
+            await self._respond(respond, ErrorReply(message=message, exit_code=1))
+            return
+        reply = outcome.reply
+        if isinstance(reply, ConfirmationNeeded):
+            token = await self.confirmations.create(
+                Pending(words=reply.words, requester=user, channel=channel, command=reply.command)
             )
-            reply = outcome.reply
-            if isinstance(reply, ConfirmationNeeded):
-                token = await self.confirmations.create(
-                    Pending(
-                        words=reply.words, requester=user, channel=channel, command=reply.command
-                    )
-                )
-                blocks = [*render_blocks(reply.view()), confirm_buttons(token, reply.command)]
-                await respond(
-                    text=fallback_text(reply.view()),
-                    blocks=as_dicts(blocks),
-                    response_type="in_channel",
-                )
-                return
-            await self._respond(respond, reply, private=outcome.command in PRIVATE_COMMANDS)
-            if channel and reply.ok:
-                await self._upload_charts(reply.view(), channel)
+            blocks = [*render_blocks(reply.view()), confirm_buttons(token, reply.command)]
+            await respond(
+                text=fallback_text(reply.view()),
+                blocks=as_dicts(blocks),
+                response_type="in_channel",
+            )
+            return
+        await self._respond(respond, reply, private=outcome.command in PRIVATE_COMMANDS)
+        if channel and reply.ok:
+            await self._upload_charts(reply.view(), channel)
 
     async def _upload_charts(self, view: Sequence[ViewBlock], channel: str) -> None:
         for item in view:
@@ -102,12 +141,12 @@ class SlackHandlers:
     async def on_confirm(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
         await ack()
         async with self.dispatcher.tracking():
-            await self._decide(body, respond, confirm=True)
+            await self._decide(body, self._replying(body, respond), confirm=True)
 
     async def on_cancel(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
         await ack()
         async with self.dispatcher.tracking():
-            await self._decide(body, respond, confirm=False)
+            await self._decide(body, self._replying(body, respond), confirm=False)
 
     async def _decide(self, body: dict[str, Any], respond: Any, *, confirm: bool) -> None:
         user = body["user"]["id"]

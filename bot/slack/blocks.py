@@ -18,6 +18,7 @@ from slack_sdk.models.blocks import (
     ContextBlock,
     HeaderBlock,
     MarkdownTextObject,
+    PlainTextObject,
     SectionBlock,
 )
 
@@ -141,5 +142,43 @@ def confirm_buttons(token: str, command: str) -> ActionsBlock:
     )
 
 
+HEADER_LIMIT = 150
+CONTEXT_ELEMENTS_LIMIT = 10
+TEXT_LIMIT = 3000
+
+
+def _mrkdwn(text: object) -> dict[str, Any] | None:
+    """A plain mrkdwn text object as JSON, or None if it is anything more."""
+    if type(text) is MarkdownTextObject and text.verbatim is None and len(text.text) <= TEXT_LIMIT:
+        return {"text": text.text, "type": "mrkdwn"}
+    return None
+
+
+def _as_dict(block: Block) -> dict[str, Any]:
+    """slack_sdk's to_dict checks every limit and walks every attribute by reflection, about a
+    millisecond a reply, on the event loop, for blocks render_blocks already kept within
+    Slack's limits. The three simple shapes it makes (a section, a header, a context of mrkdwn
+    texts: most of every reply) are written here as to_dict would write them (a test holds
+    the two equal); anything else, or anything over a limit, goes through to_dict."""
+    if block.block_id is None:
+        # SectionBlock keeps `fields` as [] when none are given; to_dict leaves it out.
+        if type(block) is SectionBlock and not block.fields and block.accessory is None:
+            text = _mrkdwn(block.text)
+            if text is not None and block.expand is None:
+                return {"text": text, "type": "section"}
+        elif type(block) is HeaderBlock and type(block.text) is PlainTextObject:
+            plain = block.text
+            if len(plain.text) <= HEADER_LIMIT:
+                out: dict[str, Any] = {"text": plain.text, "type": "plain_text"}
+                if plain.emoji is not None:
+                    out["emoji"] = plain.emoji
+                return {"text": out, "type": "header"}
+        elif type(block) is ContextBlock and len(block.elements) <= CONTEXT_ELEMENTS_LIMIT:
+            texts = [_mrkdwn(e) for e in block.elements]
+            if texts and all(t is not None for t in texts):
+                return {"elements": texts, "type": "context"}
+    return block.to_dict()
+
+
 def as_dicts(blocks: Sequence[Block]) -> list[dict[str, Any]]:
-    return [b.to_dict() for b in blocks]
+    return [_as_dict(b) for b in blocks]

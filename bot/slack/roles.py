@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -34,14 +35,27 @@ class RoleResolver:
         self.client = client
         self.ttl_s = ttl_s
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
+        self._reading: dict[str, asyncio.Task[frozenset[str]]] = {}
+
+    async def _members_of(self, group: str) -> frozenset[str]:
+        """One read of a group at a time: fifty commands at once with a cold cache would be
+        fifty usergroups.users.list calls (Slack allows about 20 a minute), and those waiting
+        on the same read resume in the order they asked, so their commands keep their order."""
+        cached = self._members.get(group)
+        if cached and time.monotonic() - cached[0] < self.ttl_s:
+            return cached[1]
+        reading = self._reading.get(group)
+        if reading is None:
+            reading = asyncio.create_task(self._read(group))
+            self._reading[group] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(group, None))
+        return await asyncio.shield(reading)  # one asker cancelled stops no one else's read
 
     def _groups(self) -> set[str]:
         return {p for members in self.grants.grants.values() for p in members if p[0] == "S"}
 
-    async def _members_of(self, group: str) -> frozenset[str]:
+    async def _read(self, group: str) -> frozenset[str]:
         cached = self._members.get(group)
-        if cached and time.monotonic() - cached[0] < self.ttl_s:
-            return cached[1]
         try:
             resp = await self.client.usergroups_users_list(usergroup=group)
             members = frozenset(resp.get("users") or [])

@@ -452,7 +452,8 @@ async function processJobs(res, args) {
 }
 
 /**
- * fail {prefix, queue, count, reason}: make `count` failed jobs the way production does,
+ * fail {prefix, queue, count, reason, opts?}: make `count` failed jobs (with extra job
+ * `opts`, e.g. removeOnComplete) the way production does,
  * by a Worker whose processor throws `<reason> #<n>`. The queue must hold no other
  * waiting jobs (the worker would take them too). Prints {"ids": [...]}.
  */
@@ -469,7 +470,7 @@ async function failJobs(res, args) {
     Array.from({ length: count }, (_, n) => ({
       name: 'poison',
       data: { n, payload: { text: `payload ${n}`, list: [n, n + 1] } },
-      opts: { attempts: 1 },
+      opts: { attempts: 1, ...(args.opts ?? {}) },
     })),
   );
   const worker = res.track(

@@ -7,9 +7,14 @@
   The counts follow npm bullmq 5's getCounts-1.lua exactly (a legacy "0:" marker at the tail
   of wait/paused is not a job), but read-only: it does not pop the marker.
 
+  It reads only what the views show: the names of the next ARGV[1] jobs to run (a page, as
+  a dashboard shows 10) and the reasons of the newest ARGV[2] failed jobs. The next to run are
+  taken in npm bullmq's order (moveToActive: the wait list's tail, then the prioritized set's
+  head), so a sample stops where it is full instead of reading every state's page.
+
   KEYS[2i-1]  '<prefix>:<queue>:'      (key bases, as BullMQ passes its 'prefix' key)
   KEYS[2i]    '<prefix>:<queue>-dlq:'
-  ARGV[1]     waiting sample size (oldest, i.e. next to run)
+  ARGV[1]     waiting sample size (next to run)
   ARGV[2]     failed sample size (newest)
 
   Returns, per queue: { counts[8], paused, oldestRunnableSince, waitingNames[], failedReasons[],
@@ -31,12 +36,18 @@ local function listCount(key)
   return n
 end
 
+-- Reads name, timestamp, delay of each id; adds the names to `names` when given (nil: the
+-- job is read for its age only). Returns the new oldest and how many jobs were read.
 local function sampleRunnable(base, ids, names, oldest)
+  local read = 0
   for _, id in ipairs(ids) do
     if string.sub(id, 1, 2) ~= "0:" then
       local fields = rcall("HMGET", base .. id, "name", "timestamp", "delay")
       if fields[1] then
-        names[#names + 1] = fields[1]
+        read = read + 1
+        if names then
+          names[#names + 1] = fields[1]
+        end
         -- A job that was delayed became runnable at timestamp + delay, not at timestamp.
         local since = (tonumber(fields[2]) or 0) + (tonumber(fields[3]) or 0)
         if oldest == -1 or since < oldest then
@@ -45,7 +56,7 @@ local function sampleRunnable(base, ids, names, oldest)
       end
     end
   end
-  return oldest
+  return oldest, read
 end
 
 local result = {}
@@ -70,11 +81,24 @@ for i = 1, #KEYS, 2 do
   local names = {}
   local oldest = -1
   if waitSample > 0 then
-    -- wait: new jobs are LPUSHed, so the tail holds the oldest (the next to run).
-    oldest = sampleRunnable(base, rcall("LRANGE", base .. "wait", -waitSample, -1), names, oldest)
-    oldest = sampleRunnable(base, rcall("LRANGE", base .. "paused", -waitSample, -1), names, oldest)
-    oldest = sampleRunnable(base, rcall("ZRANGE", base .. "prioritized", 0, waitSample - 1),
-      names, oldest)
+    -- wait, or paused (npm bullmq 5 moves the wait list there while a queue is paused): new
+    -- jobs are LPUSHed, so the tail holds the oldest, the next to run. Only what still fits.
+    local left = waitSample
+    for _, list in ipairs({ { "wait", counts[1] }, { "paused", counts[6] } }) do
+      if left > 0 and list[2] > 0 then
+        local read
+        local ids = rcall("LRANGE", base .. list[1], -left, -1)
+        oldest, read = sampleRunnable(base, ids, names, oldest)
+        left = left - read
+      end
+    end
+    -- prioritized runs once the list is empty: its head fills what is left of the sample.
+    -- With the sample full, its head is still read for the age (one job, not shown by name).
+    if counts[4] > 0 then
+      local fill = left > 0 and left or 1
+      oldest = sampleRunnable(base, rcall("ZRANGE", base .. "prioritized", 0, fill - 1),
+        left > 0 and names or nil, oldest)
+    end
   end
 
   local reasons = {}

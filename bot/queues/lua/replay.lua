@@ -1,0 +1,151 @@
+--[[
+  replay: move the oldest jobs of a DLQ back into their queue, each job atomically.
+
+  Why a script of our own: PyPI bullmq (and npm bullmq) has no atomic "move this job from
+  another queue". Adding through the library and then deleting the DLQ copy is two steps,
+  and between them a second replay sees the copy and adds the job again, or the job runs,
+  completes and is removed (removeOnComplete) before the copy is gone, and a resumed replay
+  adds it once more: jobs ran twice and each replay counted every job it saw. Here the job
+  is written into the queue and the DLQ copy dropped in one script, so Redis runs all of it
+  or none of it: a crash leaves each job wholly in the DLQ or wholly back in its queue, and
+  a concurrent replay finds nothing left to move. The script picks the ids itself (the
+  oldest of the DLQ), so concurrent replays share the work instead of racing for it.
+
+  The job is laid out exactly as npm bullmq 5's addStandardJob / addPrioritizedJob
+  (includes storeJob, getTargetQueueList, addJobInTargetList, addJobWithPriority,
+  getPriorityScore, addBaseMarkerIfNeeded, getOrSetMaxEvents) lay out a new job with a
+  custom id: the hash (name, data, opts, timestamp, delay 0, priority); a paused queue's
+  job goes to `paused`, otherwise to `wait` (LPUSH, or RPUSH for lifo), a priority job to
+  `prioritized` with the priority counter's score; the marker is set unless the queue is
+  paused or at its global concurrency; "added" and "waiting" events. The delay is dropped
+  (a replayed job runs now), as are the options tying it to a schedule, a flow or a
+  deduplication key (ARGV[6]). The data and every other option are copied byte for byte;
+  the logs move back with the job.
+
+  KEYS[1]  dlq failed             KEYS[7]  queue active
+  KEYS[2]  dlq meta               KEYS[8]  queue prioritized
+  KEYS[3]  dlq events             KEYS[9]  queue marker
+  KEYS[4]  queue wait             KEYS[10] queue pc (priority counter)
+  KEYS[5]  queue paused           KEYS[11] queue events
+  KEYS[6]  queue meta
+  ARGV[1]  queue key base '<prefix>:<queue>:'
+  ARGV[2]  dlq key base '<prefix>:<queue>-dlq:'
+  ARGV[3]  now (ms)
+  ARGV[4]  how many of the oldest entries to pass over (those this run already left)
+  ARGV[5]  how many to take
+  ARGV[6]  option keys to drop, comma separated (long and npm's short names)
+
+  A call moves ARGV[5] jobs, each in about 15 Redis commands; bot/queues/dlq.py sizes the
+  calls by measured time and sends several in one pipeline. Each call picks its ids when it
+  runs, so pipelined calls (and concurrent replays) never take the same job.
+
+  Returns a flat list: id1, outcome1, name1, id2, ... where an outcome is "replayed",
+  "taken-same" / "taken-other" (the queue has a job with that id, with the same or a
+  different name and data: left in the DLQ, so nothing runs twice), or "no-hash" (the DLQ
+  lists the id but has no job hash: left for a person to look at).
+]]
+local rcall = redis.call
+local srcBase, dlqBase, now = ARGV[1], ARGV[2], ARGV[3]
+local skip, take = tonumber(ARGV[4]), tonumber(ARGV[5])
+
+local dropped = {}
+for key in string.gmatch(ARGV[6], "[^,]+") do
+  dropped[key] = true
+end
+
+local function maxEvents(metaKey)
+  local value = rcall("HGET", metaKey, "opts.maxLenEvents")
+  if not value then
+    value = 10000
+    rcall("HSET", metaKey, "opts.maxLenEvents", value)
+  end
+  return value
+end
+
+-- opts without the dropped keys, and the parsed table (for priority and lifo).
+local function replayOpts(raw)
+  local ok, opts = pcall(cjson.decode, raw or "{}")
+  if not ok or type(opts) ~= "table" then
+    return raw or "{}", {}
+  end
+  local changed = false
+  for key in pairs(dropped) do
+    if opts[key] ~= nil then
+      opts[key] = nil
+      changed = true
+    end
+  end
+  if changed then
+    return cjson.encode(opts), opts
+  end
+  return raw, opts
+end
+
+-- getTargetQueueList / isQueuePausedOrMaxed
+local meta = rcall("HMGET", KEYS[6], "paused", "concurrency")
+local paused = meta[1] ~= false
+local pausedOrMaxed = paused
+if not paused and meta[2] then
+  pausedOrMaxed = rcall("LLEN", KEYS[7]) >= tonumber(meta[2])
+end
+local srcMaxEvents = maxEvents(KEYS[6])
+local dlqMaxEvents = maxEvents(KEYS[2])
+
+local SUBKEYS = { ":dependencies", ":processed", ":failed", ":unsuccessful" }
+
+local out = {}
+local added = false
+for _, id in ipairs(rcall("ZRANGE", KEYS[1], skip, skip + take - 1)) do
+  local srcKey = srcBase .. id
+  local dlqKey = dlqBase .. id
+  local copy = rcall("HMGET", dlqKey, "name", "data", "opts")
+  local outcome
+  if not copy[1] then
+    outcome = "no-hash"
+  elseif rcall("EXISTS", srcKey) == 1 then
+    local there = rcall("HMGET", srcKey, "name", "data")
+    if there[1] == copy[1] and there[2] == copy[2] then
+      outcome = "taken-same"
+    else
+      outcome = "taken-other"
+    end
+  else
+    local optsJson, opts = replayOpts(copy[3])
+    local priority = tonumber(opts["priority"]) or 0
+    -- storeJob
+    rcall("HSET", srcKey, "name", copy[1], "data", copy[2] or "{}", "opts", optsJson,
+      "timestamp", now, "delay", 0, "priority", priority)
+    rcall("XADD", KEYS[11], "MAXLEN", "~", srcMaxEvents, "*", "event", "added",
+      "jobId", id, "name", copy[1])
+    if rcall("EXISTS", dlqKey .. ":logs") == 1 then
+      rcall("DEL", srcKey .. ":logs")
+      rcall("RENAME", dlqKey .. ":logs", srcKey .. ":logs")
+    end
+    if priority > 0 then
+      -- addJobWithPriority / getPriorityScore
+      local counter = rcall("INCR", KEYS[10])
+      rcall("ZADD", KEYS[8], priority * 0x100000000 + counter % 0x100000000, id)
+    else
+      -- addJobInTargetList
+      local target = paused and KEYS[5] or KEYS[4]
+      rcall(opts["lifo"] == true and "RPUSH" or "LPUSH", target, id)
+    end
+    added = true
+    rcall("XADD", KEYS[11], "MAXLEN", "~", srcMaxEvents, "*", "event", "waiting", "jobId", id)
+    -- the DLQ copy goes in the same step
+    rcall("ZREM", KEYS[1], id)
+    rcall("DEL", dlqKey, dlqKey .. SUBKEYS[1], dlqKey .. SUBKEYS[2], dlqKey .. SUBKEYS[3],
+      dlqKey .. SUBKEYS[4])
+    rcall("XADD", KEYS[3], "MAXLEN", "~", dlqMaxEvents, "*", "event", "removed",
+      "jobId", id, "prev", "failed")
+    outcome = "replayed"
+  end
+  out[#out + 1] = id
+  out[#out + 1] = outcome
+  out[#out + 1] = copy[1] or ""
+end
+-- addBaseMarkerIfNeeded, once for the whole call: the marker is one member, set or not
+if added and not pausedOrMaxed then
+  rcall("ZADD", KEYS[9], 0, "0")
+end
+return out
