@@ -31,6 +31,12 @@ def url_fit_to_show(url: str) -> str:
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
+        # No scheme ('user:pw@host', '//user:pw@host/db'): still never show what sits
+        # before an '@' of the authority, the part a person would read as credentials.
+        lead = len(url) - len(url.lstrip("/"))
+        authority, slash, tail = url[lead:].partition("/")
+        if "@" in authority:
+            url = url[:lead] + authority.rpartition("@")[2] + slash + tail
         return _SECRET_QUERY.sub(rf"\1{HIDDEN}", url)
     authority, slash, tail = rest.partition("/")
     if "@" in authority:

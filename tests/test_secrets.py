@@ -39,6 +39,8 @@ PASSWORD = "hunter2-s3cret"
         (f"https://h/x?token={PASSWORD}", "https://h/x?token=***"),
         ("https://h/a@b", "https://h/a@b"),  # an @ in the path is not a credential
         ("unix:///run/redis.sock?db=3", "unix:///run/redis.sock?db=3"),
+        (f"ops:{PASSWORD}@app.example.com/drain", "app.example.com/drain"),  # no scheme
+        (f"//ops:{PASSWORD}@app.example.com", "//app.example.com"),
     ],
 )
 def test_a_url_fit_to_show_has_no_credentials(url: str, shown: str) -> None:
