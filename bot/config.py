@@ -1,7 +1,9 @@
 """Configuration from the environment, validated once at start.
 
-Every variable of DESIGN.md is here with its default. A bad value stops start-up with one
-line that names the variable (`load_settings` turns pydantic's report into a ConfigError).
+Every variable is here with its default, a description and an example; docs/configuration.md
+is generated from this model (`python -m bot.config_reference`). A bad value stops start-up
+with one line that names the variable (`load_settings` turns pydantic's report into a
+ConfigError).
 """
 
 from __future__ import annotations
@@ -88,54 +90,330 @@ class Settings(BaseSettings):
         case_sensitive=True, extra="ignore", populate_by_name=True, frozen=True
     )
 
-    redis_url: str = Field("redis://localhost:6379/0", validation_alias="REDIS_URL")
-    queues: Annotated[tuple[str, ...] | None, NoDecode] = Field(
-        None, validation_alias="QUEUEOPS_QUEUES"
+    redis_url: str = Field(
+        "redis://localhost:6379/0",
+        validation_alias="REDIS_URL",
+        description="The Redis that holds the BullMQ queues, and queueops' own state beside "
+        "them. Checked at start (scheme, host, port, database number, and every query option "
+        "redis-py takes); no output, reply or audit entry ever shows its `user:password@` or "
+        "`?password=`. `queueops shell` without it uses a Redis on localhost:6379 if one "
+        "answers, else an embedded one.",
+        examples=["rediss://default:s3cret@redis.example.com:6380/0"],
+        json_schema_extra={
+            "section": "Redis and queues",
+            "format": "`redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS) or "
+            "`unix:///path/to/redis.sock?db=N`, with redis-py's query options "
+            "(`?socket_timeout=5`); percent-encode `@ : / ? #` in a password",
+        },
     )
-    prefix: str = Field("bull", validation_alias="QUEUEOPS_PREFIX")
-    dlq_suffix: str = Field("-dlq", validation_alias="QUEUEOPS_DLQ_SUFFIX")
-    drain_url: str | None = Field(None, validation_alias="DRAIN_URL")
-    drain_queues_token: SecretStr | None = Field(None, validation_alias="DRAIN_QUEUES_TOKEN")
-    cron_secret: SecretStr | None = Field(None, validation_alias="CRON_SECRET")
-    cron_token: SecretStr | None = Field(None, validation_alias="CRON_TOKEN")
-    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
-    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
-    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
-    slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
-    alert_webhook_token: SecretStr | None = Field(None, validation_alias="ALERT_WEBHOOK_TOKEN")
+    queues: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None,
+        validation_alias="QUEUEOPS_QUEUES",
+        description="The BullMQ queues queueops snapshots, probes, drains and watches. Unset: "
+        "discovered once per process (SCAN for `<QUEUEOPS_PREFIX>:*:meta`), so a queue created "
+        "after `queueops serve` started is not seen until a restart; in production, list them.",
+        examples=["orders,emails,dsar-jobs"],
+        json_schema_extra={
+            "section": "Redis and queues",
+            "format": "queue names separated by commas (spaces around them ignored); a name is "
+            "letters, digits, `.`, `_`, `-`, `{`, `}`, starts with a letter or digit, no `:`",
+        },
+    )
+    prefix: str = Field(
+        "bull",
+        validation_alias="QUEUEOPS_PREFIX",
+        description="BullMQ's key prefix, the `prefix` option your producers and workers use: "
+        "a queue's keys are `<prefix>:<queue>:…`. On Redis Cluster give every queue one hash "
+        "slot with a hash tag, e.g. `{bull}`.",
+        examples=["{bull}"],
+        json_schema_extra={"section": "Redis and queues", "format": "text, no `:` or spaces"},
+    )
+    dlq_suffix: str = Field(
+        "-dlq",
+        validation_alias="QUEUEOPS_DLQ_SUFFIX",
+        description="The dead-letter queue of queue `Q` is the BullMQ queue `Q` followed by "
+        "this suffix; quarantined jobs wait there in the `failed` state.",
+        examples=["-dead"],
+        json_schema_extra={"section": "Redis and queues", "format": "text, no `:`"},
+    )
+    drain_url: str | None = Field(
+        None,
+        validation_alias="DRAIN_URL",
+        description="The base URL of the app that runs the BullMQ workers. `drain` and the "
+        "drain cron POST to `<DRAIN_URL>/api/v1/cron/drain-queues` with the drain token in "
+        "the `X-Cron-Secret` header. Unset: nothing is drained (`drain` says so).",
+        examples=["https://app.example.com"],
+        json_schema_extra={"section": "Drain endpoint and cron", "format": "http(s) URL"},
+    )
+    drain_queues_token: SecretStr | None = Field(
+        None,
+        validation_alias="DRAIN_QUEUES_TOKEN",
+        description="The drain endpoint's token, first choice: the token sent is "
+        "DRAIN_QUEUES_TOKEN, else CRON_SECRET, else CRON_TOKEN. A token rotated by "
+        "`rotate-token` (kept in Redis at `<QUEUEOPS_STATE_PREFIX>:drain-token`) wins over "
+        "all three, so every replica and the CLI switch together.",
+        examples=["5e8b2c0d9f7a4e3b1c6d8f0a2b4c6e8f"],
+        json_schema_extra={"section": "Drain endpoint and cron", "format": "text (secret)"},
+    )
+    cron_secret: SecretStr | None = Field(
+        None,
+        validation_alias="CRON_SECRET",
+        description="The drain endpoint's token, second choice: used when DRAIN_QUEUES_TOKEN "
+        "is unset.",
+        examples=["5e8b2c0d9f7a4e3b1c6d8f0a2b4c6e8f"],
+        json_schema_extra={"section": "Drain endpoint and cron", "format": "text (secret)"},
+    )
+    cron_token: SecretStr | None = Field(
+        None,
+        validation_alias="CRON_TOKEN",
+        description="The drain endpoint's token, third choice: used when DRAIN_QUEUES_TOKEN "
+        "and CRON_SECRET are unset. `rotate-token` keeps the old token here in the app's "
+        "environment while the app switches to the new one, then removes it.",
+        examples=["5e8b2c0d9f7a4e3b1c6d8f0a2b4c6e8f"],
+        json_schema_extra={"section": "Drain endpoint and cron", "format": "text (secret)"},
+    )
+    slack_bot_token: SecretStr | None = Field(
+        None,
+        validation_alias="SLACK_BOT_TOKEN",
+        description="The Slack app's bot token, from OAuth & Permissions once the app is "
+        "installed. With SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode) it "
+        "turns Slack on in `queueops serve`; without it `serve` still runs (health, metrics, "
+        "alert intake, the cron) and logs one line saying Slack is off.",
+        examples=["xoxb-your-bot-token"],
+        json_schema_extra={
+            "section": "Slack",
+            "format": "`xoxb-…` (secret); set but blank is refused",
+        },
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None,
+        validation_alias="SLACK_SIGNING_SECRET",
+        description="The Slack app's signing secret (Basic Information → App Credentials). "
+        "In HTTP mode every request to `POST /slack/events` is checked against it; Socket Mode "
+        "does not use it.",
+        examples=["8f14e45fceea167a5a36dedd4bea2543"],
+        json_schema_extra={
+            "section": "Slack",
+            "format": "hex text (secret); set but blank is refused",
+        },
+    )
+    slack_app_token: SecretStr | None = Field(
+        None,
+        validation_alias="SLACK_APP_TOKEN",
+        description="An app-level token with the `connections:write` scope. Set (with "
+        "SLACK_BOT_TOKEN), `queueops serve` uses Socket Mode: it connects out to Slack over a "
+        "WebSocket, needs no public URL, and does not serve `/slack/events`. Unset: HTTP mode.",
+        examples=["xapp-your-app-level-token"],
+        json_schema_extra={
+            "section": "Slack",
+            "format": "`xapp-…` (secret); set but blank is refused",
+        },
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/",
+        validation_alias="SLACK_API_URL",
+        description="The base URL of Slack's Web API. Change it only to go through a proxy or "
+        "to a stand-in for tests.",
+        examples=["http://127.0.0.1:8089/api/"],
+        json_schema_extra={"section": "Slack", "format": "http(s) URL"},
+    )
+    alert_webhook_token: SecretStr | None = Field(
+        None,
+        validation_alias="ALERT_WEBHOOK_TOKEN",
+        description="The bearer token `POST /alerts/alertmanager` and `POST /alerts/generic` "
+        "require (`Authorization: Bearer <token>`). Unset: alert intake refuses every request.",
+        examples=["c2f7a91e04d64b3f8e5a7c1d9b0e6f32"],
+        json_schema_extra={"section": "Alerts and incidents", "format": "text (secret)"},
+    )
     roles: Annotated[RoleGrants, NoDecode] = Field(
-        default_factory=RoleGrants, validation_alias="QUEUEOPS_ROLES"
+        default_factory=RoleGrants,
+        validation_alias="QUEUEOPS_ROLES",
+        description="Who may run which commands in Slack. Roles are ordered: an admin may do "
+        "what an operator may, an operator what a viewer may. Viewer commands (snapshot, "
+        "dlq list, dlq show, cron status, cron history, budget) are open to everyone unless "
+        "a `viewer=` clause is given. Unset: everybody is a viewer and nobody is an operator "
+        "or admin. The terminal CLI is always admin (it holds the Redis credentials).",
+        examples=["admin=U012AB3CD;operator=S0ONCALL1,U045EF6GH;viewer=*"],
+        json_schema_extra={
+            "section": "Roles, rate limit and audit",
+            "format": "`role=id,id;role=id…`: roles `admin`, `operator`, `viewer`; ids are Slack "
+            "user ids (`U…`, `W…`), user-group ids (`S…`) or `*` (everyone)",
+        },
     )
     incident_invite: Annotated[tuple[str, ...] | None, NoDecode] = Field(
-        None, validation_alias="INCIDENT_INVITE"
+        None,
+        validation_alias="INCIDENT_INVITE",
+        description="The Slack users and user groups invited to every incident channel "
+        "(a user group's members are invited, 30 at a time). Unset: nobody is invited.",
+        examples=["U012AB3CD,S0ONCALL1"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "Slack user ids (`U…`, `W…`) and user-group ids (`S…`), separated by commas",
+        },
     )
     worker_mode_backend: Literal["apprunner", "dotenv", "none"] = Field(
-        "none", validation_alias="WORKER_MODE_BACKEND"
+        "none",
+        validation_alias="WORKER_MODE_BACKEND",
+        description="Where `mode` and `rotate-token` read and change the app's environment "
+        "(WORKER_INPROCESS, the drain tokens): `apprunner`, an AWS App Runner service "
+        "(APPRUNNER_SERVICE_ARN, `pip install 'queueops[aws]'`); `dotenv`, a .env file the app "
+        "reads (WORKER_MODE_DOTENV); `none`, nothing is changed, only reported, and the mode "
+        "starts as cron.",
+        examples=["dotenv"],
+        json_schema_extra={"section": "Worker mode"},
     )
     drain_every_ms: Annotated[int, NoDecode] = Field(
-        300_000, validation_alias=AliasChoices("DRAIN_EVERY", "drain_every_ms")
+        300_000,
+        validation_alias=AliasChoices("DRAIN_EVERY", "drain_every_ms"),
+        description="How often `queueops serve` ticks: each tick drains the queues that have "
+        "work while the worker mode is cron, and drives the watcher, the alert retries and "
+        "channel archiving. `cron every 15m` changes it at run time (kept in Redis, and then "
+        "wins over this variable).",
+        examples=["1m"],
+        json_schema_extra={
+            "section": "Drain endpoint and cron",
+            "format": "a duration from 1s to 1d: a number and a unit (`ms`, `s`, `m`, `h`, "
+            "`d`), several in a row (`1h30m`)",
+        },
     )
-    worker_mode_dotenv: Path | None = Field(None, validation_alias="WORKER_MODE_DOTENV")
-    apprunner_service_arn: str | None = Field(None, validation_alias="APPRUNNER_SERVICE_ARN")
-    aws_region: str | None = Field(None, validation_alias="AWS_REGION")
-    port: int = Field(3000, ge=1, le=65535, validation_alias="PORT")
-    audit_channel: str | None = Field(None, validation_alias="AUDIT_CHANNEL")
-    audit_reads: bool = Field(False, validation_alias="QUEUEOPS_AUDIT_READS")
+    worker_mode_dotenv: Path | None = Field(
+        None,
+        validation_alias="WORKER_MODE_DOTENV",
+        description="The .env file the app reads, for the `dotenv` backend: `mode` and "
+        "`rotate-token` change only their own lines in it (every other byte kept) and replace "
+        "it atomically. Its folder must exist at start.",
+        examples=["/srv/app/.env"],
+        json_schema_extra={"section": "Worker mode", "format": "a file path"},
+    )
+    apprunner_service_arn: str | None = Field(
+        None,
+        validation_alias="APPRUNNER_SERVICE_ARN",
+        description="The App Runner service that runs the app, for the `apprunner` backend "
+        "(AWS credentials as boto3 finds them).",
+        examples=["arn:aws:apprunner:eu-west-1:123456789012:service/app/0123456789abcdef"],
+        json_schema_extra={"section": "Worker mode", "format": "an App Runner service ARN"},
+    )
+    aws_region: str | None = Field(
+        None,
+        validation_alias="AWS_REGION",
+        description="The AWS region of the App Runner service. Unset: boto3's default region "
+        "(AWS_DEFAULT_REGION, ~/.aws/config).",
+        examples=["eu-west-1"],
+        json_schema_extra={"section": "Worker mode", "format": "an AWS region name"},
+    )
+    port: int = Field(
+        3000,
+        ge=1,
+        le=65535,
+        validation_alias="PORT",
+        description="The TCP port `queueops serve` listens on, on every interface: "
+        "`/slack/events`, `/alerts/…`, `/healthz`, `/readyz`, `/metrics`. Platforms such as "
+        "Heroku set it themselves.",
+        examples=["8080"],
+        json_schema_extra={"section": "Slack"},
+    )
+    audit_channel: str | None = Field(
+        None,
+        validation_alias="AUDIT_CHANNEL",
+        description="A Slack channel every audited change and button press is also posted "
+        "to (they are always written to the Redis stream `<QUEUEOPS_STATE_PREFIX>:audit`). "
+        "Invite the bot to it. Unset: Redis only.",
+        examples=["C0123ABCDEF"],
+        json_schema_extra={
+            "section": "Roles, rate limit and audit",
+            "format": "a channel id (`C…`, `G…` or `D…`; not the channel's name)",
+        },
+    )
+    audit_reads: bool = Field(
+        False,
+        validation_alias="QUEUEOPS_AUDIT_READS",
+        description="Also audit reads that went well (the viewer commands: snapshot, dlq list, "
+        "cron status, budget, help): one more Redis write each. Changes, and failed or "
+        "refused reads, are always audited.",
+        examples=["true"],
+        json_schema_extra={"section": "Roles, rate limit and audit"},
+    )
     """Changes are always audited; reads (snapshot, dlq list...) only when this is true,
     since writing each one would double what a viewer's snapshot costs Redis."""
     incident_archive_after_ms: Annotated[int | None, NoDecode] = Field(
-        None, validation_alias=AliasChoices("INCIDENT_ARCHIVE_AFTER", "incident_archive_after_ms")
+        None,
+        validation_alias=AliasChoices("INCIDENT_ARCHIVE_AFTER", "incident_archive_after_ms"),
+        description="How long after an incident is resolved its channel is archived. "
+        "Unset: incident channels are never archived.",
+        examples=["2h"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "a duration: a number and a unit (`ms`, `s`, `m`, `h`, `d`), several in "
+            "a row (`1h30m`)",
+        },
     )
-    state_prefix: str = Field("queueops", validation_alias="QUEUEOPS_STATE_PREFIX")
-    watch_depth: int = Field(1000, ge=0, validation_alias="WATCH_DEPTH")
+    state_prefix: str = Field(
+        "queueops",
+        validation_alias="QUEUEOPS_STATE_PREFIX",
+        description="The key prefix of queueops' own state in Redis: the audit stream "
+        "`<prefix>:audit`, the alert streams (`<prefix>:alerts`, `<prefix>:alerts:dead`), the "
+        "cron's state and history, confirmations, the rotated drain token. Two queueops on "
+        "one Redis need two prefixes.",
+        examples=["queueops-staging"],
+        json_schema_extra={"section": "Redis and queues", "format": "text, no `:` or spaces"},
+    )
+    watch_depth: int = Field(
+        1000,
+        ge=0,
+        validation_alias="WATCH_DEPTH",
+        description="The watcher opens an incident when a queue has more jobs waiting to run "
+        "than this, and resolves it when the depth falls back. 0 turns the rule off.",
+        examples=["5000"],
+        json_schema_extra={"section": "Alerts and incidents"},
+    )
     watch_oldest_ms: Annotated[int, NoDecode] = Field(
-        15 * 60_000, validation_alias=AliasChoices("WATCH_OLDEST", "watch_oldest_ms")
+        15 * 60_000,
+        validation_alias=AliasChoices("WATCH_OLDEST", "watch_oldest_ms"),
+        description="The watcher opens an incident when the oldest job ready to run in a "
+        "queue (not paused) has waited longer than this. 0 turns the rule off.",
+        examples=["30m"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "a duration (`30m`, `1h30m`; units `ms`, `s`, `m`, `h`, `d`) or `0`",
+        },
     )
-    watch_failed_pct: float = Field(10.0, ge=0, le=100, validation_alias="WATCH_FAILED_PCT")
-    watch_dlq_growth: bool = Field(True, validation_alias="WATCH_DLQ_GROWTH")
-    redis_monthly_commands: int = Field(500_000, ge=1, validation_alias="REDIS_MONTHLY_COMMANDS")
+    watch_failed_pct: float = Field(
+        10.0,
+        ge=0,
+        le=100,
+        validation_alias="WATCH_FAILED_PCT",
+        description="The watcher opens an incident when more than this percentage of the "
+        "jobs a queue finished since the last tick failed (with at least 5 failures). 0 turns "
+        "the rule off.",
+        examples=["25"],
+        json_schema_extra={"section": "Alerts and incidents"},
+    )
+    watch_dlq_growth: bool = Field(
+        True,
+        validation_alias="WATCH_DLQ_GROWTH",
+        description="The watcher opens an incident when a queue's dead-letter queue grew "
+        "since the last tick. `false` turns the rule off.",
+        examples=["false"],
+        json_schema_extra={"section": "Alerts and incidents"},
+    )
+    redis_monthly_commands: int = Field(
+        500_000,
+        ge=1,
+        validation_alias="REDIS_MONTHLY_COMMANDS",
+        description="The Redis commands a month your Redis plan allows; `budget` compares "
+        "the idle cost of each worker mode and cadence with it.",
+        examples=["10000000"],
+        json_schema_extra={"section": "Drain endpoint and cron"},
+    )
     operator_rate_per_minute: int = Field(
-        12, ge=1, le=10_000, validation_alias="QUEUEOPS_OPERATOR_RATE"
+        12,
+        ge=1,
+        le=10_000,
+        validation_alias="QUEUEOPS_OPERATOR_RATE",
+        description="How many operator commands one person may run a minute from Slack "
+        "(the terminal CLI is not limited).",
+        examples=["30"],
+        json_schema_extra={"section": "Roles, rate limit and audit"},
     )
 
     _redis_origin: str | None = PrivateAttr(default=None)
