@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from bot.drain import DrainClient, DrainError, DrainResponse
 from bot.durations import stored_cadence_ms
+from bot.metrics import DRAIN_CALL_SECONDS, DRAIN_TICKS, DRAINS
 from bot.queues.models import ProbeResult
 from bot.queues.probe import Extra
 from scheduler.state import CronState, DrainRun
@@ -74,22 +75,28 @@ class DrainCron:
         return Extra("cron", self.state.key, (*args, self.state.default_mode, IDLE_TICK_COST))
 
     async def on_tick(self, result: ProbeResult) -> None:
-        _mode, _paused, every, leader = result.extras[self.index]  # type: ignore[misc]
+        mode, paused, every, leader = result.extras[self.index]  # type: ignore[misc]
         stored = stored_cadence_ms(every) if every else None
         if stored is not None and stored != self.ticker.every_ms:
             self.ticker.reschedule(stored)
             self.lease_ttl_ms = lease_ttl_ms(stored)
             self.ticker.replace_extra(self.index, self._extra())
         if not int(leader):
+            off = mode != "cron" or str(paused) == "1"
+            DRAIN_TICKS.labels("off" if off else "not-leader").inc()
             return
         runnable = result.runnable
-        if not runnable or self._draining:
-            return  # idle, or this replica's previous drain is still running
+        if not runnable:
+            DRAIN_TICKS.labels("idle").inc()
+            return
+        if self._draining:
+            return  # this replica's previous drain is still running: counted when it ends
         self._draining = True
         try:
-            await self.run(runnable, at_ms=result.at_ms)
+            run = await self.run(runnable, at_ms=result.at_ms)
         finally:
             self._draining = False
+        DRAIN_TICKS.labels("failed" if run.error else "drained").inc()
 
     async def run(self, queues: Sequence[str], *, at_ms: int) -> DrainRun:
         started = time.monotonic()
@@ -103,15 +110,21 @@ class DrainCron:
         error = None
         async with self._holding_lease():
             for queue in calls:
+                called, outcome = time.monotonic(), "failed"
                 try:
                     body: DrainResponse = await self.drain.drain(
                         queue, max_duration_ms=self.max_duration_ms
                     )
                     processed += body.total_processed
                     failed += body.total_failed
+                    outcome = "ok"
                 except DrainError as err:
                     status, error = err.status, str(err)
                     break
+                finally:
+                    DRAIN_CALL_SECONDS.observe(time.monotonic() - called)
+                    for name in queues if queue is None else [queue]:
+                        DRAINS.labels(name, outcome).inc()
         run = DrainRun(
             at_ms=at_ms,
             queues=list(queues),

@@ -17,6 +17,7 @@ from dataclasses import replace
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
+from bot.metrics import TICK_PROBE_FAILURES, QueueGauges
 from bot.queues.models import ProbeResult
 from bot.queues.probe import Extra, TickOptions
 from bot.queues.service import QueueService
@@ -38,6 +39,7 @@ class Ticker:
         keep = max(12, min(720, CHART_WINDOW_MS // every_ms + 1))
         self.options = TickOptions(keep_samples=keep, sample_key_base=sample_key_base)
         self.hooks: list[TickHook] = []
+        self.gauges = QueueGauges()
         self.scheduler: AsyncIOScheduler | None = None
         self.ticks = 0
         self.idle_tick_cost: int | None = None
@@ -84,8 +86,10 @@ class Ticker:
             result = await self.service.probe(options=options)
         except Exception as err:  # Redis down: say so, try again next tick
             log.warning("tick: probe failed: %s", err)
+            TICK_PROBE_FAILURES.inc()
             return None
         self.ticks += 1
+        self.gauges.export(result)  # /metrics: what the probe read, no command of its own
         for hook in self.hooks:
             try:
                 await hook(result)

@@ -30,6 +30,7 @@ from bot.alerts.models import (
     summarize_error,
 )
 from bot.alerts.stream import AlertStream, BacklogFull
+from bot.metrics import ALERTS_ACCEPTED, ALERTS_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +112,27 @@ class AlertIntake:
         return web.json_response({"ok": True, "id": entry_id, "group": event.group_id})
 
     async def alertmanager(self, request: web.Request) -> web.Response:
-        return await self._accept(
-            request, lambda body: from_alertmanager(AlertmanagerPayload.model_validate(body))
+        return _counted(
+            "alertmanager",
+            await self._accept(
+                request, lambda body: from_alertmanager(AlertmanagerPayload.model_validate(body))
+            ),
         )
 
     async def generic(self, request: web.Request) -> web.Response:
-        return await self._accept(
-            request, lambda body: from_generic(GenericAlert.model_validate(body), datetime.now(UTC))
+        return _counted(
+            "generic",
+            await self._accept(
+                request,
+                lambda body: from_generic(GenericAlert.model_validate(body), datetime.now(UTC)),
+            ),
         )
+
+
+def _counted(endpoint: str, response: web.Response) -> web.Response:
+    """/metrics: accepted, or refused by status code."""
+    if response.status == 200:
+        ALERTS_ACCEPTED.labels(endpoint).inc()
+    else:
+        ALERTS_REFUSED.labels(endpoint, str(response.status)).inc()
+    return response

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bot.alerts.models import AlertEvent
+from bot.metrics import ALERTS_PARKED
 
 GROUP = "incidents"
 TRIM_OVER = 1_000
@@ -183,6 +184,7 @@ class AlertStream:
             pipe.xack(self.key, GROUP, stored.entry_id)
             pipe.hdel(self.failures_key, stored.entry_id)
             await pipe.execute()
+        ALERTS_PARKED.inc()
 
     async def pending(self) -> int:
         info = await self.redis.xpending(self.key, GROUP)

@@ -45,6 +45,9 @@ class QueueWork(Record):
     completed: int = 0
     dlq_depth: int = 0
     oldest_runnable_since_ms: int | None = None
+    counts: dict[str, int] = Field(
+        default_factory=dict, description="jobs by state, as QueueSnapshot.counts has them"
+    )
 
     @property
     def runnable(self) -> bool:

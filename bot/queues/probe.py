@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.queues.keys import COUNT_STATES
 from bot.queues.models import ProbeResult, QueueWork
 from bot.queues.store import QueueStore
 
@@ -81,6 +82,7 @@ async def probe(
                 completed=int(row[5]),
                 dlq_depth=int(row[6]),
                 oldest_runnable_since_ms=int(row[7]) if int(row[7]) >= 0 else None,
+                counts={s: int(n) for s, n in zip(COUNT_STATES, row[8], strict=True)},
             )
             for name, row in zip(queues, per_queue, strict=True)
         ],

@@ -26,7 +26,10 @@
                 recorded by this same command. Returns {mode, paused, every_ms, leader}.
 
   Returns { per queue: { paused, ready, dueDelayed, stalled, failed, completed, dlq,
-  oldestRunnableSince or -1 }, ..., extras: { count, ... } }
+  oldestRunnableSince or -1, counts[8] }, ..., extras: { count, ... } }, counts as
+  lua/snapshot.lua has them (npm bullmq's getJobCounts, in its order), so /metrics exports
+  what a snapshot would say without a command of its own. oldestRunnableSince, as there,
+  is the oldest of the wait list's tail, the prioritized head and the paused list's tail.
 ]]
 local rcall = redis.call
 local dueScore = ARGV[1]
@@ -59,14 +62,28 @@ for i = 1, #KEYS, 2 do
       ready = ready - 1
     end
   end
+  local waitCount = ready
   local oldest = runnableSince(base, tail)
-  local firstPrioritized = rcall("ZRANGE", base .. "prioritized", 0, 0)[1]
-  local since = runnableSince(base, firstPrioritized)
-  if since >= 0 and (oldest < 0 or since < oldest) then
-    oldest = since
+  local prioritized = rcall("ZCARD", base .. "prioritized")
+  if prioritized > 0 then
+    local since = runnableSince(base, rcall("ZRANGE", base .. "prioritized", 0, 0)[1])
+    if since >= 0 and (oldest < 0 or since < oldest) then
+      oldest = since
+    end
   end
-  local waiting = ready + rcall("LLEN", base .. "paused")
-  ready = ready + rcall("ZCARD", base .. "prioritized")
+  -- npm bullmq 5 moves the wait list here while a queue is paused: its tail waits longest.
+  local pausedCount = rcall("LLEN", base .. "paused")
+  if pausedCount > 0 then
+    local pausedTail = rcall("LINDEX", base .. "paused", -1)
+    if string.sub(pausedTail, 1, 2) == "0:" then
+      pausedCount = pausedCount - 1
+    end
+    local since = runnableSince(base, pausedTail)
+    if since >= 0 and (oldest < 0 or since < oldest) then
+      oldest = since
+    end
+  end
+  ready = ready + prioritized
   local due = rcall("ZCOUNT", base .. "delayed", 0, dueScore)
   local stalled = 0
   if activeSample > 0 then
@@ -78,11 +95,15 @@ for i = 1, #KEYS, 2 do
   end
   if keepSamples > 0 then
     local sampleKey = ARGV[4] .. string.sub(base, 1, -2)
-    rcall("LPUSH", sampleKey, ARGV[5] .. ":" .. (waiting + rcall("ZCARD", base .. "prioritized")))
+    rcall("LPUSH", sampleKey, ARGV[5] .. ":" .. (waitCount + pausedCount + prioritized))
     rcall("LTRIM", sampleKey, 0, keepSamples - 1)
   end
-  result[#result + 1] = { paused, ready, due, stalled, rcall("ZCARD", base .. "failed"),
-    rcall("ZCARD", base .. "completed"), rcall("ZCARD", KEYS[i + 1] .. "failed"), oldest }
+  local failed = rcall("ZCARD", base .. "failed")
+  local completed = rcall("ZCARD", base .. "completed")
+  local counts = { waitCount, rcall("LLEN", base .. "active"), rcall("ZCARD", base .. "delayed"),
+    prioritized, rcall("ZCARD", base .. "waiting-children"), pausedCount, failed, completed }
+  result[#result + 1] = { paused, ready, due, stalled, failed, completed,
+    rcall("ZCARD", KEYS[i + 1] .. "failed"), oldest, counts }
 end
 
 local anyRunnable = false
