@@ -4,40 +4,86 @@ Exit 0 on success, 1 when the operation failed, 2 for a usage or configuration e
 errors are one line on stderr, never a traceback. `--help` (after any command, or alone)
 and `--version` answer from the code alone: no configuration read, no Redis touched, no
 server started.
+
+A CLI is typed many times, so it imports only what the command needs: `--help` and
+`--version` nothing beyond this module; a command its own family (commands/registry.py's
+FAMILIES) and what that uses. Keep imports here inside the functions that need them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import getpass
-import json
 import os
 import sys
-import traceback
-from collections.abc import Sequence
-from contextlib import suppress
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from bot.config import Settings, load_settings
-from bot.dispatch import make_dispatcher
-from bot.errors import ConfigError, UsageError
-from bot.redis_client import make_redis
-from bot.render_text import render_text
-from bot.roles import Role
-from bot.urls import hide_url_credentials
-from commands.registry import Command, all_commands, resolve
-from commands.reply import ErrorReply, Reply
-from commands.runner import ConfirmationNeeded
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from bot.config import Settings
+    from commands.reply import Reply
 
 HELP_FLAGS = ("-h", "--help")
-USAGE = """usage: queueops COMMAND [ARGUMENTS] [--json] [--yes]
-       queueops serve | queueops shell [--demo] | queueops --version
-       queueops COMMAND --help
 
-Every /queue command, run against the Redis at REDIS_URL; --json prints one JSON
-document, --yes confirms what would otherwise ask. Exit 0 ok, 1 failed, 2 usage or
-configuration.
+# What `queueops --help` lists: every command of the registry, in its order, one line each
+# (static, so that the help imports no command; tests/test_cli.py checks that it is exactly
+# the registry's list). Each command's arguments: `queueops COMMAND --help`.
+COMMAND_LINES: tuple[tuple[str, str], ...] = (
+    ("snapshot", "per queue: counts, oldest waiting job, top names, failures, DLQ depth"),
+    ("quarantine", "move a poison job, or the failed jobs matching a regex, to its DLQ"),
+    ("dlq list", "what is quarantined in a queue's DLQ, why, by whom, when"),
+    ("dlq show", "one quarantined job: payload, reason, history"),
+    ("dlq replay", "put the oldest N quarantined jobs back in their queue (a canary)"),
+    ("pause", "pause a queue: workers take no new jobs"),
+    ("resume", "resume a paused queue"),
+    ("retry", "move failed jobs back to waiting, oldest first"),
+    ("drain", "call the app's drain endpoint now; results per queue"),
+    ("cron status", "the drain cron: on or off, cadence, last and next tick"),
+    ("cron history", "the last drains: queues, HTTP status, processed, failed, duration"),
+    ("cron pause", "stop draining (ticks still probe the queues)"),
+    ("cron resume", "drain again"),
+    ("cron every", "change the drain cron's cadence"),
+    ("budget", "Redis commands a month when idle, per worker mode, and per snapshot"),
+    ("mode", "show or switch the worker mode (always-on or cron), after a preview"),
+    ("rotate-token", "rotate the drain endpoint's token with no moment of rejection"),
+    ("help", "every command with its usage, role and an example"),
+)
+USAGE = """usage: queueops COMMAND [ARGUMENTS] [--json] [--yes]
+       queueops COMMAND --help
+       queueops shell [--demo] | queueops serve | queueops --version
+
+Every /queue command of the Slack bot, from a terminal, against the Redis at REDIS_URL.
+--json prints one JSON document instead of text; --yes applies what would otherwise ask
+first (a worker mode switch). The terminal has the admin role.
 """
+HELP_TAIL = """
+  shell                the whole bot in a terminal: type commands as in Slack (--demo:
+                       an embedded Redis holding a bad night's queues to try them on)
+  serve                run the Slack bot and the alert intake on PORT (3000)
+
+`queueops COMMAND --help` prints a command's arguments and examples.
+
+exit status: 0 ok, 1 the operation failed (Redis unreachable, a job not found, refused),
+2 a usage or configuration error. Errors are one line on stderr.
+
+environment (configuration is read when a command runs, and checked then):
+  REDIS_URL            the Redis of the queues: redis://, rediss:// or unix:///path.sock
+                       (default redis://localhost:6379/0)
+  QUEUEOPS_PREFIX      BullMQ's key prefix (default bull)
+  QUEUEOPS_QUEUES      the queues, separated by commas (default: those found in Redis)
+  QUEUEOPS_ROLES       who may run what from Slack and the shell,
+                       e.g. admin=U1,U2;operator=S0GROUP;viewer=*
+  SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET
+                       the Slack app, for serve (or SLACK_APP_TOKEN for Socket Mode)
+  DRAIN_URL            the app whose drain endpoint drain, cron and mode call
+"""
+
+
+def top_level_help() -> str:
+    """`queueops --help`: from the constants above alone (imports nothing)."""
+    rows = "".join(f"  {name:<19}  {about}\n" for name, about in COMMAND_LINES)
+    return USAGE + "\ncommands:\n" + rows + HELP_TAIL
+
+
 SERVE_USAGE = """usage: queueops serve
 
 Run the Slack bot: POST /slack/events, /alerts/alertmanager, /alerts/generic, GET /healthz,
@@ -48,6 +94,8 @@ DRAIN_EVERY, ...); stops cleanly on SIGTERM or Ctrl-C.
 
 
 def _actor() -> str:
+    import getpass
+
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
@@ -62,11 +110,21 @@ async def run_words(
     The terminal is trusted (it holds the Redis credentials): admin role, no rate limit, and
     no question for what chat confirms (bulk quarantine, replay). A command that changes a
     deployment (`mode`) previews and asks; `--yes` skips the question; with no terminal and
-    no `--yes` it changes nothing and says so (DESIGN.md, the CLI's manners).
+    no `--yes` it changes nothing and says so.
     """
+    import asyncio
+
+    from bot.dispatch import make_dispatcher
+    from bot.redis_client import make_redis
+    from bot.render_text import render_text
+    from bot.roles import Role
+    from commands.reply import ErrorReply
+    from commands.runner import ConfirmationNeeded
+
     redis = make_redis(settings)  # one-shot: no name, no HELLO (bot/redis_client.py)
     try:
-        dispatcher = make_dispatcher(redis, settings, rate_limited=False)
+        # One process per command: no Prometheus metrics, nothing would read them.
+        dispatcher = make_dispatcher(redis, settings, rate_limited=False, metrics=False)
 
         async def run(command_words: Sequence[str], confirmed: bool) -> Reply:
             outcome = await dispatcher.run(
@@ -86,10 +144,12 @@ async def run_words(
             if not as_json:
                 print(render_text(reply.preview.view()))
             return ErrorReply(
-                message="not confirmed (no terminal): nothing changed; rerun with --yes to apply"
+                message="not confirmed (no terminal): nothing changed; to apply, rerun with "
+                f"--yes: queueops {reply.command} --yes"
             )
         print(render_text(reply.preview.view()))
-        answer = await asyncio.to_thread(input, f"apply `{reply.command}`? [y/N] ")
+        print(f"-- to apply: queueops {reply.command}")
+        answer = await asyncio.to_thread(input, "apply it? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             return ErrorReply(message="not confirmed: nothing changed")
         return await run(reply.words, True)
@@ -99,6 +159,12 @@ async def run_words(
 
 def emit(reply: Reply, *, as_json: bool) -> int:
     """Print a reply the CLI way and return its exit code."""
+    import json
+
+    from bot.render_text import render_text
+    from bot.urls import hide_url_credentials
+    from commands.reply import ErrorReply
+
     if isinstance(reply, ErrorReply):
         # Last guard: an error may quote a URL from anywhere (a library's message).
         reply = reply.model_copy(update={"message": hide_url_credentials(reply.message)})
@@ -116,12 +182,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
     except BrokenPipeError:  # `queueops snapshot | head`: the reader left; so do we, quietly
+        from contextlib import suppress
+
         with suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 
 def package_version() -> str:
+    """The installed version, from the package's metadata. Read directly: importlib.metadata
+    would cost `--version` more than the rest of it."""
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith("queueops-") and name.endswith(".dist-info"):
+                try:
+                    with open(os.path.join(entry, name, "METADATA"), encoding="utf-8") as file:
+                        for line in file:
+                            if line.startswith("Version:"):
+                                return line.removeprefix("Version:").strip()
+                            if not line.strip():  # the headers are over
+                                break
+                except OSError:
+                    pass
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("queueops")
     except PackageNotFoundError:  # run from a source tree that was never installed
@@ -131,26 +219,18 @@ def package_version() -> str:
 def usage_of(words: Sequence[str]) -> tuple[str, int]:
     """(the usage to print for `queueops WORDS --help`, exit code); touches nothing."""
     if not words:
-        rows = [f"  {c.usage:<58} {c.summary}" for c in all_commands()]
-        return USAGE + "\ncommands:\n" + "\n".join(rows) + "\n", 0
+        return top_level_help(), 0
     if words[0] == "serve":
         return SERVE_USAGE, 0
-    family = [c for c in all_commands() if c.name.split()[0] == words[0].lower()]
+    from bot.errors import UsageError
+    from bot.render_text import render_text
+    from commands.help import help_for
+
     try:
-        command, _ = resolve(words)
+        reply = help_for(words, prefix="queueops ")
     except UsageError as err:
-        if not family:
-            return f"queueops: {err}\n", 2
-        return "".join(_command_usage(c) for c in family), 0
-    return _command_usage(command), 0
-
-
-def _command_usage(command: Command) -> str:
-    examples = "".join(f"  queueops {e}\n" for e in command.examples)
-    return (
-        f"usage: queueops {command.usage} [--json]\n\n{command.summary} "
-        f"({command.role.label} role)\n" + (f"e.g.\n{examples}" if examples else "") + "\n"
-    )
+        return f"queueops: {err}\n", 2
+    return render_text(reply.view()) + "\n", 0
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -169,6 +249,8 @@ def _main(argv: Sequence[str] | None) -> int:
         text, code = usage_of([a for a in words if a not in HELP_FLAGS])
         print(text, end="", file=sys.stdout if code == 0 else sys.stderr)
         return code
+    from commands.reply import ErrorReply
+
     if words[0] == "serve" and len(words) > 1:
         return emit(
             ErrorReply(
@@ -176,6 +258,9 @@ def _main(argv: Sequence[str] | None) -> int:
             ),
             as_json=as_json,
         )
+    from bot.config import load_settings
+    from bot.errors import ConfigError
+
     try:
         settings = load_settings()
     except ConfigError as err:
@@ -184,12 +269,16 @@ def _main(argv: Sequence[str] | None) -> int:
         from bot.http_app import serve
 
         return serve(settings)
+    import asyncio
+
     try:
         reply = asyncio.run(run_words(words, settings, assume_yes=assume_yes, as_json=as_json))
     except KeyboardInterrupt:
         return emit(ErrorReply(message="interrupted", exit_code=1), as_json=as_json)
     except Exception as err:  # a bug: still one line, the traceback only on request
         if os.environ.get("QUEUEOPS_DEBUG"):
+            import traceback
+
             traceback.print_exc()
         first = str(err).splitlines()[0] if str(err) else ""
         reply = ErrorReply(

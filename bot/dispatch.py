@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from bot import metrics
 from bot.audit import AuditEntry, AuditLog, redact_text, redact_words
 from bot.config import Settings
 from bot.drain import DrainClient
@@ -37,6 +36,9 @@ class Dispatcher:
     limiter: RateLimiter | None = None
     cron: CronState | None = None
     drain: DrainClient | None = None
+    metrics: bool = True
+    """Count commands in bot/metrics.py's Prometheus metrics (not in a one-shot CLI run:
+    nothing would read them, and prometheus_client is 10% of such a run)."""
     _in_flight: int = field(default=0, init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
@@ -66,11 +68,8 @@ class Dispatcher:
             outcome = await execute(
                 words, ctx, confirmed=confirmed, gate=self._gate, terminal=terminal
             )
-        name = outcome.command or "unknown"
-        metrics.COMMANDS.labels(name, outcome.label, transport).inc()
-        metrics.COMMAND_SECONDS.labels(name).observe(outcome.seconds)
-        if outcome.redis_error:
-            metrics.REDIS_ERRORS.inc()
+        if self.metrics:
+            count(outcome, transport)
         if self.audit is not None:
             message = getattr(outcome.reply, "message", None)
             await self.audit.record(
@@ -126,6 +125,16 @@ class Dispatcher:
             return False
 
 
+def count(outcome: Outcome, transport: str) -> None:
+    from bot import metrics  # here: a CLI run records none (Dispatcher.metrics)
+
+    name = outcome.command or "unknown"
+    metrics.COMMANDS.labels(name, outcome.label, transport).inc()
+    metrics.COMMAND_SECONDS.labels(name).observe(outcome.seconds)
+    if outcome.redis_error:
+        metrics.REDIS_ERRORS.inc()
+
+
 def went_well_and_changed_nothing(outcome: Outcome) -> bool:
     """A read: a command open to viewers (they may change nothing, by design: bot/roles.py)
     that succeeded. A failed or refused one, a preview and every change are not reads."""
@@ -136,9 +145,9 @@ def went_well_and_changed_nothing(outcome: Outcome) -> bool:
 
 
 def default_mode(settings: Settings) -> Mode:
-    """The worker mode before anyone switched it (DESIGN.md): the backend's
+    """The worker mode before anyone switched it: the backend's
     WORKER_INPROCESS (unset or 1 is always-on, 0 is cron); backend none starts as cron;
-    App Runner's is read when a switch previews it, always-on until then (seed 000's
+    App Runner's is read when a switch previews it, always-on until then (the app's
     default)."""
     if settings.worker_mode_backend == "none":
         return "cron"
@@ -183,9 +192,12 @@ def drain_client(settings: Settings, redis: Redis) -> DrainClient | None:
     )
 
 
-def make_dispatcher(redis: Redis, settings: Settings, *, rate_limited: bool) -> Dispatcher:
+def make_dispatcher(
+    redis: Redis, settings: Settings, *, rate_limited: bool, metrics: bool = True
+) -> Dispatcher:
     """The Dispatcher every entry point uses: queues, audit, cron state, drain client; the
-    per-person rate limit for chat (the terminal is trusted)."""
+    per-person rate limit for chat (the terminal is trusted); Prometheus metrics unless
+    `metrics=False` (a one-shot CLI run)."""
     service = QueueService(
         redis, prefix=settings.prefix, dlq_suffix=settings.dlq_suffix, queues=settings.queues
     )
@@ -201,4 +213,5 @@ def make_dispatcher(redis: Redis, settings: Settings, *, rate_limited: bool) -> 
         limiter=limiter,
         cron=cron_state(redis, settings),
         drain=drain_client(settings, redis),
+        metrics=metrics,
     )

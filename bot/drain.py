@@ -1,23 +1,26 @@
-"""The app's drain endpoint (seed 001), called with httpx.
+"""The app's drain endpoint, called with httpx.
 
-`POST {DRAIN_URL}/api/v1/cron/drain-queues` with `X-Cron-Secret`, the query of seed 001,
+`POST {DRAIN_URL}/api/v1/cron/drain-queues` with `X-Cron-Secret`, the endpoint's query,
 a timeout derived from maxDurationMs, and the 200 body validated. Every failure becomes one
 line a person can act on: 400 (unknown queue), 401 (the token), 500 (the app), a timeout,
 a refused connection. Connection failures and 502/503/504 are retried with backoff: a
-drain is idempotent (seed 001: a second call no-ops on jobs already in flight).
+drain is idempotent (the endpoint's contract: a second call no-ops on jobs already in flight).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.errors import OperationFailed
 from bot.urls import hide_url_credentials, url_fit_to_show
+
+if TYPE_CHECKING:
+    import httpx  # imported where a drain is called: every command builds a DrainClient
 
 DRAIN_PATH = "/api/v1/cron/drain-queues"
 MAX_DURATION_MS = 600_000
@@ -99,6 +102,8 @@ class DrainClient:
             params["queue"] = queue
         if max_jobs is not None:
             params["maxJobsPerQueue"] = max_jobs
+        import httpx
+
         # The app stops by itself after maxDurationMs; allow it that, and a margin.
         timeout = httpx.Timeout(duration / 1000 + 15, connect=5)
         last: Exception | None = None
@@ -152,7 +157,7 @@ class DrainClient:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "body"
             raise DrainError(
-                f"the app's drain answer is not seed 001's shape: {where}: {first.get('msg')}",
+                f"the app's drain answer has an unexpected shape: {where}: {first.get('msg')}",
                 status,
             ) from None
         if not body.ok:

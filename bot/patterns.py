@@ -14,10 +14,12 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
+from typing import TYPE_CHECKING
 
 from bot.errors import OperationFailed, UsageError
+
+if TYPE_CHECKING:
+    import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
 MAX_PATTERN_CHARS = 500
 MATCH_CHARS = 2000
@@ -40,6 +42,8 @@ class PatternTooSlow(OperationFailed):
 
 
 def _options() -> re2.Options:
+    import re2
+
     options = re2.Options()
     options.log_errors = False  # RE2 would print every refused pattern to stderr
     return options
@@ -94,6 +98,9 @@ def compile_user_pattern(source: str) -> UserPattern:
     """Compile a user's regex with RE2, or raise PatternError with one line saying why."""
     if len(source) > MAX_PATTERN_CHARS:
         raise PatternError(f"the pattern is longer than {MAX_PATTERN_CHARS} characters")
+    # Imported here: only a pattern needs RE2, and every command's parser imports this module.
+    import re2
+
     try:
         compiled = re2.compile(source, _options())
     except re2.error as err:

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bullmq import Queue
 from redis.asyncio import Redis
 
 from bot.queues.keys import QueueKeys
@@ -49,6 +48,8 @@ class QueueStore:
         """A PyPI bullmq Queue on our client (cached: each one registers ~40 scripts)."""
         found = self._bullmq.get(queue)
         if found is None:
+            from bullmq import Queue  # here: PyPI bullmq costs any CLI run ~50 ms at import
+
             found = Queue(queue, {"prefix": self.prefix, "connection": self.redis})
             self._bullmq[queue] = found
         return found
