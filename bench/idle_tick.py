@@ -2,13 +2,13 @@
 
     .venv/bin/python bench/idle_tick.py [--seconds 30]
 
-On a private redis-server with 5 empty queues (seed 001's), counted with MONITOR:
+On a private redis-server with 5 empty queues , counted with MONITOR:
 1. `queueops serve` (build_app: the APScheduler tick, the drain cron in cron mode with
    DRAIN_URL set, the watcher, the alert sweep) ticking every second: Redis commands per
    idle tick, and HTTP requests to the app (a local server that counts them);
-2. 5 always-on npm bullmq Workers (seed 000's WORKER_INPROCESS=1) on the same 5 queues, for
+2. 5 always-on npm bullmq Workers (WORKER_INPROCESS=1) on the same 5 queues, for
    the same time (tests/interop's Node; run ./scripts/test once first).
-Reports both, per month at seed 000's 5-minute cadence, and the ratio.
+Reports both, per month at a 5-minute cadence, and the ratio.
 """
 
 from __future__ import annotations

@@ -513,7 +513,7 @@ class Settings(BaseSettings):
 
     @property
     def drain_token(self) -> SecretStr | None:
-        """Seed 000 section 4: DRAIN_QUEUES_TOKEN, else CRON_SECRET, else CRON_TOKEN."""
+        """The drain endpoint's token: DRAIN_QUEUES_TOKEN, else CRON_SECRET, else CRON_TOKEN."""
         return self.drain_queues_token or self.cron_secret or self.cron_token
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 class QueueOpsError(Exception):
-    """Base of every error meant for the user; `exit_code` follows DESIGN.md."""
+    """Base of every error meant for the user; `exit_code`: 1 failed, 2 usage/configuration."""
 
     exit_code = 1
 

@@ -1,4 +1,4 @@
-"""Per-user rate limit for commands that change things (seed 000 caps drains at 12/min).
+"""Per-user rate limit for commands that change things (12 a minute, as drain endpoints allow).
 
 A fixed one-minute window in Redis (`INCR` + `EXPIRE` in one MULTI), so every replica
 counts the same. It runs only when someone sends a command: no idle cost.

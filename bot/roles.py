@@ -72,3 +72,17 @@ class RoleGrants(BaseModel):
             # Viewer commands are open to everyone unless viewers are restricted explicitly.
             best = Role.VIEWER
         return best
+
+    def origin(self, principals: set[str] | None = None) -> str:
+        """Where `role_of(principals)` comes from, for a person: "QUEUEOPS_ROLES", or the
+        default and why ("default: QUEUEOPS_ROLES unset"). Without principals: whether the
+        grants say anything at all."""
+        if not self.grants:
+            return "default: QUEUEOPS_ROLES unset"
+        if principals is None:
+            return "QUEUEOPS_ROLES"
+        role = self.role_of(principals)
+        members = self.grants.get(role, frozenset())
+        if "*" in members or principals & members:
+            return "QUEUEOPS_ROLES"
+        return "default: not in QUEUEOPS_ROLES"

@@ -7,7 +7,9 @@ Like Hubot's shell adapter and errbot's text backend: type `/queue snapshot` (or
 
 Redis: REDIS_URL when set; else the one on localhost:6379 if it answers; else an embedded
 one (bot/embedded_redis.py). `--demo` always starts an embedded one and fills it with a
-realistic bad night (bot/demo.py), so it never writes into a Redis you care about.
+realistic bad night (bot/demo.py), so it never writes into a Redis you care about; it
+also runs an app of its own to drain and reconfigure (bot/demo_drain.py, a temporary .env),
+stopped and removed on every way out like the embedded Redis.
 
 Like any shell: Ctrl-C cancels the line being typed or the command running (a hint at an
 empty prompt), Ctrl-D or `exit` leaves. Every wait is bounded (the demo fill, closing the
@@ -19,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -36,8 +40,9 @@ from bot.errors import OperationFailed, QueueOpsError
 from bot.redis_client import make_redis
 from bot.render_text import render_text
 from bot.roles import Role
+from bot.urls import hide_url_credentials
 from commands.parsing import split_line
-from commands.reply import Reply
+from commands.reply import ErrorReply, Reply
 from commands.runner import ConfirmationNeeded
 
 HISTORY = Path.home() / ".queueops_shell_history"
@@ -99,7 +104,22 @@ def _redis_for(settings: Settings, *, demo: bool) -> Iterator[tuple[Settings, st
         yield local, local.redis_location()
         return
     with embedded_redis() as (url, what):
-        yield settings.with_redis(url, origin="the embedded Redis"), f"embedded ({what})"
+        embedded = settings.with_redis(url, origin="the embedded Redis")
+        if not demo:
+            yield embedded, f"embedded ({what})"
+            return
+        from bot.demo import demo_app  # its own app: drain endpoint and .env, stopped after
+
+        with demo_app(embedded) as with_app:
+            yield with_app, f"embedded ({what})"
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A command that wants a person to confirm, and how its answer is to be printed."""
+
+    pending: ConfirmationNeeded
+    as_json: bool = False
 
 
 class Shell:
@@ -120,15 +140,38 @@ class Shell:
         that id (user groups need Slack, so only user ids and * count here)."""
         return Role.ADMIN if self.user is None else self.settings.roles.role_of({self.user})
 
-    async def handle(self, line: str) -> int | ConfirmationNeeded:
-        """Run one line: its exit code (0 ok, 1 failed, 2 usage), or the preview of a
-        command that wants a person to confirm (asked outside the event loop, see `run_line`)."""
-        text = line.strip()
-        if text.startswith("!as"):
-            who = text[3:].strip()
-            self.user = None if who in ("", "me") else who
-            print(f"-- now acting as {self.actor} ({self.role.label})")
+    @property
+    def role_said(self) -> str:
+        """The role and where it came from: "viewer (default: QUEUEOPS_ROLES unset)"."""
+        if self.user is None:
+            return f"{self.role.label} (the local user, trusted like the CLI)"
+        return f"{self.role.label} ({self.settings.roles.origin({self.user})})"
+
+    def _shell_command(self, text: str) -> int:
+        """The shell's own `!` commands: `!as USER`, `!as me` (back to the local user), and
+        bare `!as` (who am I)."""
+        name, _, who = text.partition(" ")
+        if name != "!as":
+            print(f"error: unknown shell command '{name}'; try !as USER, !as me or !as")
+            return 2
+        who = who.strip()
+        if not who:
+            print(f"-- you are {self.actor}, role {self.role_said}")
             return 0
+        if len(who.split()) > 1:
+            print(f"error: !as takes one Slack user id (got {who!r})")
+            return 2
+        self.user = None if who == "me" else who
+        print(f"-- now acting as {self.actor}, role {self.role_said}")
+        return 0
+
+    async def handle(self, line: str) -> int | Asked:
+        """Run one line: its exit code (0 ok, 1 failed, 2 usage), or the preview of a
+        command that wants a person to confirm (asked outside the event loop, see `run_line`).
+        `--json` prints the reply as the CLI's `--json` does; `--yes` runs without asking."""
+        text = line.strip()
+        if text.startswith("!"):
+            return self._shell_command(text)
         if text == "/queue" or text.startswith("/queue "):
             text = text[len("/queue") :].strip()
         try:
@@ -136,22 +179,29 @@ class Shell:
         except QueueOpsError as err:
             print(f"error: {err}")
             return err.exit_code
+        as_json, yes = "--json" in words, "--yes" in words
+        words = [w for w in words if w not in ("--json", "--yes")] or ["help"]
         outcome = await self.dispatcher.run(
-            words, actor=self.actor, role=self.role, transport="shell", confirmed=False
+            words, actor=self.actor, role=self.role, transport="shell", confirmed=yes
         )
         if isinstance(outcome.reply, ConfirmationNeeded):
-            return outcome.reply
-        return self._show(outcome.reply)
+            return Asked(outcome.reply, as_json=as_json)
+        return self._show(outcome.reply, as_json=as_json)
 
-    async def confirmed(self, pending: ConfirmationNeeded) -> int:
+    async def confirmed(self, pending: ConfirmationNeeded, *, as_json: bool = False) -> int:
         outcome = await self.dispatcher.run(
             pending.words, actor=self.actor, role=self.role, transport="shell", confirmed=True
         )
-        return self._show(outcome.reply)
+        return self._show(outcome.reply, as_json=as_json)
 
     @staticmethod
-    def _show(reply: Reply) -> int:
-        print(render_text(reply.view()))
+    def _show(reply: Reply, *, as_json: bool = False) -> int:
+        if isinstance(reply, ErrorReply):
+            reply = reply.model_copy(update={"message": hide_url_credentials(reply.message)})
+        if as_json:
+            print(json.dumps(reply.data(), ensure_ascii=False))
+        else:
+            print(render_text(reply.view()))
         return int(getattr(reply, "exit_code", 0)) if not reply.ok else 0
 
     def run_line(self, runner: asyncio.Runner, line: str, *, ask: bool) -> int:
@@ -161,11 +211,23 @@ class Shell:
             result = runner.run(self.handle(line))
             if isinstance(result, int):
                 return result
-            print(render_text(result.preview.view()))
-            if not self.assume_yes and not (ask and self._confirm(result.command)):
+            pending = result.pending
+            if self.assume_yes:
+                return runner.run(self.confirmed(pending, as_json=result.as_json))
+            if not ask:
+                # No terminal to ask on: a prompt would read the next line as its answer.
+                return self._show(
+                    ErrorReply(
+                        message="not run: nothing is asked when stdin is not a terminal; "
+                        f"to run it, add --yes: {pending.command} --yes"
+                    ),
+                    as_json=result.as_json,
+                )
+            print(render_text(pending.preview.view()))
+            if not self._confirm(pending.command):
                 print("-- not confirmed; nothing changed")
                 return 1
-            return runner.run(self.confirmed(result))
+            return runner.run(self.confirmed(pending, as_json=result.as_json))
         except KeyboardInterrupt:
             print("\n-- cancelled")
             return 130
@@ -174,7 +236,8 @@ class Shell:
     def _confirm(command: str) -> bool:
         """Asked with no command running, so Ctrl-C here is a plain no."""
         try:
-            answer = input(f"run `{command}`? [y/N] ")
+            print(f"-- to run: {command}")
+            answer = input("run it? [y/N] ")
         except (EOFError, KeyboardInterrupt):
             print()
             return False
@@ -225,7 +288,7 @@ def fill_demo_bounded(settings: Settings) -> list[str]:
     async def fill() -> list[str]:
         redis = make_redis(settings, client_name="queueops-demo")
         try:
-            return await fill_demo(redis, settings.redis_url, settings.prefix)
+            return await fill_demo(redis, settings)
         finally:
             await redis.aclose()
 
@@ -251,6 +314,10 @@ def _run(settings: Settings, where: str, args: argparse.Namespace) -> int:
         print(f"-- Redis: {where}")
     if args.demo:
         print(f"-- demo: filled {', '.join(fill_demo_bounded(settings))}")
+        print(
+            f"-- demo app: drain endpoint {settings.drain_url}, "
+            f"its .env {settings.worker_mode_dotenv} (both gone on exit)"
+        )
     shell = Shell(settings, user=args.user, assume_yes=args.yes)
     with asyncio.Runner() as runner:
         try:
@@ -267,7 +334,7 @@ def _run(settings: Settings, where: str, args: argparse.Namespace) -> int:
                     if line.strip() in ("exit", "quit", "/exit"):
                         return 0
                     if line.strip():
-                        shell.run_line(runner, line, ask=True)
+                        shell.run_line(runner, line, ask=sys.stdin.isatty())
                 except EOFError:
                     print()
                     return 0

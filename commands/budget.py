@@ -21,8 +21,9 @@ from pydantic import Field
 
 from bot.durations import format_duration_ms
 from bot.roles import Role
+from bot.text import plural
 from commands.context import CommandContext
-from commands.parsing import Request, WordParser, parse_words
+from commands.parsing import Request, WordParser, number, parse_words
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Fields, Mark, Note
@@ -115,8 +116,9 @@ class BudgetReply(Reply):
                     ),
                     (
                         "always-on",
-                        f"{d['alwaysOnIdlePerMonth']:,} a month ({self.queues} idle "
-                        f"Workers, {WORKER_IDLE_PER_MINUTE} commands a minute each)",
+                        f"{d['alwaysOnIdlePerMonth']:,} a month "
+                        f"({plural(self.queues, 'idle Worker')}, "
+                        f"{WORKER_IDLE_PER_MINUTE} commands a minute each)",
                     ),
                     (f"fastest cadence within {self.share:g}%", d["fastestEvery"]),
                     ("Redis commands per snapshot", self._snapshot_line()),
@@ -125,10 +127,19 @@ class BudgetReply(Reply):
         ]
 
 
-def parse(words: Sequence[str]) -> BudgetRequest:
+def parser() -> WordParser:
     parser = WordParser("budget", "budget [--share 50]")
-    parser.add_argument("--share", type=float)
-    return parse_words(BudgetRequest, parser, words)
+    parser.add_argument(
+        "--share",
+        type=number,
+        metavar="PERCENT",
+        help="the share of the plan's monthly limit idle use may take (default 50)",
+    )
+    return parser
+
+
+def parse(words: Sequence[str]) -> BudgetRequest:
+    return parse_words(BudgetRequest, parser(), words)
 
 
 async def run(req: BudgetRequest, ctx: CommandContext) -> BudgetReply:
@@ -157,5 +168,6 @@ register(
         parse=parse,
         run=run,
         examples=("budget", "budget --share 30"),
+        parser=parser,
     )
 )

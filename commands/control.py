@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from bot.roles import Role
+from bot.text import plural
 from commands.context import CommandContext
-from commands.parsing import QueueName, Request, WordParser, parse_words
+from commands.parsing import QueueName, Request, WordParser, parse_words, whole_number
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Mark, Note
@@ -29,15 +30,17 @@ class PauseReply(Reply):
     was_paused: bool
 
     def view(self) -> list[Block]:
-        state = "paused" if self.paused else "resumed"
-        already = " (it already was)" if self.paused == self.was_paused else ""
-        hint = "; workers take no new jobs" if self.paused else ""
-        return [
-            Note(
-                mark=Mark.PAUSED if self.paused else Mark.OK,
-                text=f"'{self.queue}' {state}{already}{hint}",
+        if self.paused == self.was_paused:
+            text = (
+                f"'{self.queue}' was already paused; workers take no new jobs"
+                if self.paused
+                else f"'{self.queue}' was not paused; nothing to resume"
             )
-        ]
+        elif self.paused:
+            text = f"'{self.queue}' paused; workers take no new jobs"
+        else:
+            text = f"'{self.queue}' resumed"
+        return [Note(mark=Mark.PAUSED if self.paused else Mark.OK, text=text)]
 
 
 class RetryReply(Reply):
@@ -48,30 +51,46 @@ class RetryReply(Reply):
         return [
             Note(
                 mark=Mark.OK if self.retried else Mark.INFO,
-                text=f"{self.retried} failed job(s) in '{self.queue}' moved back to waiting",
+                text=f"{plural(self.retried, 'failed job')} in '{self.queue}' moved back "
+                "to waiting",
             )
         ]
 
 
-def _queue_parser(name: str) -> WordParser:
-    parser = WordParser(name, f"{name} QUEUE")
-    parser.add_argument("queue")
+def pause_parser() -> WordParser:
+    parser = WordParser("pause", "pause QUEUE")
+    parser.add_argument("queue", metavar="QUEUE", help="the queue to pause")
+    return parser
+
+
+def resume_parser() -> WordParser:
+    parser = WordParser("resume", "resume QUEUE")
+    parser.add_argument("queue", metavar="QUEUE", help="the paused queue to resume")
+    return parser
+
+
+def retry_parser() -> WordParser:
+    parser = WordParser("retry", "retry QUEUE [--count N]")
+    parser.add_argument("queue", metavar="QUEUE", help="the queue whose failed jobs to retry")
+    parser.add_argument(
+        "--count",
+        type=whole_number,
+        metavar="N",
+        help="retry only the N oldest failed jobs (default: all)",
+    )
     return parser
 
 
 def parse_pause(words: Sequence[str]) -> QueueRequest:
-    return parse_words(QueueRequest, _queue_parser("pause"), words)
+    return parse_words(QueueRequest, pause_parser(), words)
 
 
 def parse_resume(words: Sequence[str]) -> QueueRequest:
-    return parse_words(QueueRequest, _queue_parser("resume"), words)
+    return parse_words(QueueRequest, resume_parser(), words)
 
 
 def parse_retry(words: Sequence[str]) -> RetryRequest:
-    parser = WordParser("retry", "retry QUEUE [--count N]")
-    parser.add_argument("queue")
-    parser.add_argument("--count", type=int)
-    return parse_words(RetryRequest, parser, words)
+    return parse_words(RetryRequest, retry_parser(), words)
 
 
 async def run_pause(req: QueueRequest, ctx: CommandContext) -> PauseReply:
@@ -97,6 +116,7 @@ register(
         parse=parse_pause,
         run=run_pause,
         examples=("pause batch-jobs",),
+        parser=pause_parser,
     )
 )
 register(
@@ -108,6 +128,7 @@ register(
         parse=parse_resume,
         run=run_resume,
         examples=("resume batch-jobs",),
+        parser=resume_parser,
     )
 )
 register(
@@ -119,5 +140,6 @@ register(
         parse=parse_retry,
         run=run_retry,
         examples=("retry batch-jobs --count 50",),
+        parser=retry_parser,
     )
 )

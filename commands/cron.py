@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import Field
+from pydantic.alias_generators import to_camel
 
 from bot.durations import format_duration_ms
+from bot.errors import UsageError
 from bot.roles import Role
 from commands.context import CommandContext
-from commands.parsing import Cadence, Request, WordParser, cadence_argument, parse_words
+from commands.parsing import (
+    Cadence,
+    Request,
+    WordParser,
+    cadence_argument,
+    parse_words,
+    plain_argparse_message,
+    whole_number,
+)
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Fields, Mark, Note, Row, Table
@@ -54,27 +65,28 @@ class CronStatusReply(Reply):
             "failedStreak": s.failed_streak,
             "leader": s.leader,
             "drainUrlSet": self.drain_url_set,
+            "offBecause": self.off_because(),
         }
+
+    def off_because(self) -> list[str]:
+        """Every reason the cron does not drain, in the words the text shows."""
+        s = self.status
+        reasons = []
+        if s.mode != "cron":
+            reasons.append(f"worker mode is {s.mode}")
+        if s.paused:
+            reasons.append("paused: cron resume drains again")
+        if not self.drain_url_set:
+            reasons.append("DRAIN_URL is not set")
+        return reasons
 
     def view(self) -> list[Block]:
         d = self.data()
         state = "on" if d["enabled"] else "off"
-        why = (
-            ""
-            if d["enabled"]
-            else (
-                " (DRAIN_URL is not set)"
-                if not self.drain_url_set
-                else " (paused)"
-                if d["paused"]
-                else f" (worker mode is {d['mode']})"
-            )
-        )
+        why = f" ({'; '.join(d['offBecause'])})" if d["offBecause"] else ""
+        mark = Mark.OK if d["enabled"] else Mark.PAUSED if d["paused"] else Mark.INFO
         return [
-            Note(
-                mark=Mark.OK if d["enabled"] else Mark.INFO,
-                text=f"drain cron {state}{why}, every {d['every']}",
-            ),
+            Note(mark=mark, text=f"drain cron {state}{why}, every {d['every']}"),
             Fields(
                 items=[
                     ("last tick", d["last"] or "-"),
@@ -92,7 +104,12 @@ class CronHistoryReply(Reply):
     runs: list[DrainRun]
 
     def data(self) -> dict[str, Any]:
-        return {"runs": [{**r.model_dump(), "at": iso(r.at_ms)} for r in self.runs]}
+        return {
+            "runs": [
+                {**{to_camel(k): v for k, v in r.model_dump().items()}, "at": iso(r.at_ms)}
+                for r in self.runs
+            ]
+        }
 
     def view(self) -> list[Block]:
         if not self.runs:
@@ -133,16 +150,46 @@ def _no_args(name: str) -> Any:
     return parse
 
 
-def parse_history(words: Sequence[str]) -> HistoryRequest:
+def history_parser() -> WordParser:
     parser = WordParser("cron history", "cron history [--count 20]")
-    parser.add_argument("--count", type=int)
-    return parse_words(HistoryRequest, parser, words)
+    parser.add_argument(
+        "--count",
+        type=whole_number,
+        metavar="N",
+        help="the last N drains (default 20, 200 at most)",
+    )
+    return parser
+
+
+def every_parser() -> WordParser:
+    parser = WordParser("cron every", "cron every DURATION (e.g. 15m)")
+    parser.add_argument(
+        "every_ms",
+        metavar="DURATION",
+        nargs="+",
+        help="the new cadence, 1s to 1d: 30s, 5m, 1h, 1h30m",
+    )
+    return parser
+
+
+def parse_history(words: Sequence[str]) -> HistoryRequest:
+    return parse_words(HistoryRequest, history_parser(), words)
 
 
 def parse_every(words: Sequence[str]) -> EveryRequest:
-    parser = WordParser("cron every", "cron every DURATION (e.g. 15m)")
-    parser.add_argument("every_ms", metavar="DURATION", type=cadence_argument)
-    return parse_words(EveryRequest, parser, words)
+    parser = every_parser()
+    # "cron every 5 minutes" is one duration typed as two words: read it whole.
+    try:
+        namespace = parser.parse_args(list(words))
+    except argparse.ArgumentError as err:
+        message = plain_argparse_message(str(err), parser)
+        raise UsageError(f"{message} (usage: {parser.command_usage})") from None
+    typed = " ".join(namespace.every_ms)
+    try:
+        every_ms = cadence_argument(typed)
+    except argparse.ArgumentTypeError as err:
+        raise UsageError(f"DURATION: {err} (usage: {parser.command_usage})") from None
+    return EveryRequest(every_ms=every_ms)
 
 
 async def run_status(req: NoArgs, ctx: CommandContext) -> CronStatusReply:
@@ -162,7 +209,13 @@ async def run_pause(req: NoArgs, ctx: CommandContext) -> CronChangedReply:
 
 async def run_resume(req: NoArgs, ctx: CommandContext) -> CronChangedReply:
     await ctx.cron_state().set_paused(False)
-    return CronChangedReply(text="drain cron resumed")
+    status = await ctx.cron_state().status()
+    still = [
+        *([f"worker mode is {status.mode}"] if status.mode != "cron" else []),
+        *(["DRAIN_URL is not set"] if ctx.drain is None else []),
+    ]
+    tail = f" (still off: {'; '.join(still)})" if still else ""
+    return CronChangedReply(text=f"drain cron resumed{tail}")
 
 
 async def run_every(req: EveryRequest, ctx: CommandContext) -> CronChangedReply:
@@ -171,6 +224,9 @@ async def run_every(req: EveryRequest, ctx: CommandContext) -> CronChangedReply:
         text=f"drain cron every {format_duration_ms(req.every_ms)} from the next tick on"
     )
 
+
+PARSERS = {"cron history": history_parser, "cron every": every_parser}
+USAGES = {"cron history": "cron history [--count 20]", "cron every": "cron every DURATION"}
 
 for name, summary, role, parse, run, example in (
     (
@@ -191,7 +247,7 @@ for name, summary, role, parse, run, example in (
     ),
     (
         "cron pause",
-        "stop draining (ticks still probe)",
+        "stop draining; ticks still probe",
         Role.OPERATOR,
         _no_args("cron pause"),
         run_pause,
@@ -210,11 +266,12 @@ for name, summary, role, parse, run, example in (
     register(
         Command(
             name=name,
-            usage=name if name != "cron every" else "cron every DURATION",
+            usage=USAGES.get(name, name),
             summary=summary,
             role=role,
             parse=parse,
             run=run,
             examples=(example,),
+            parser=PARSERS.get(name),
         )
     )

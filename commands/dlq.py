@@ -10,11 +10,12 @@ from pydantic import Field
 
 from bot.queues.models import DlqEntry, DlqListing, ReplayResult
 from bot.roles import Role
+from bot.text import plural
 from commands.context import CommandContext
-from commands.parsing import JobId, QueueName, Request, WordParser, parse_words
+from commands.parsing import JobId, QueueName, Request, WordParser, parse_words, whole_number
 from commands.registry import Command, register
 from commands.reply import Reply
-from commands.view import Block, Code, Fields, Mark, Note, Row, Table
+from commands.view import Block, Code, Fields, Heading, Mark, Note, Row, Table
 
 LIST_USAGE = "dlq list QUEUE [--limit 20]"
 SHOW_USAGE = "dlq show QUEUE JOB_ID"
@@ -45,13 +46,21 @@ class DlqReplayRequest(Request):
 class DlqListReply(Reply):
     listing: DlqListing
     heading: str = "newest first"
+    replay_preview: bool = False
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return self.replay_preview and not self.listing.entries
 
     def view(self) -> list[Block]:
         li = self.listing
         if not li.entries:
-            return [Note(mark=Mark.INFO, text=f"'{li.dlq}' is empty")]
+            tail = "; nothing to replay" if self.replay_preview else ""
+            return [Note(mark=Mark.INFO, text=f"'{li.dlq}' is empty{tail}")]
         return [
-            Note(mark=Mark.INFO, text=f"'{li.dlq}' holds {li.depth} job(s); {self.heading}"),
+            Note(
+                mark=Mark.INFO, text=f"'{li.dlq}' holds {plural(li.depth, 'job')}; {self.heading}"
+            ),
             Table(
                 columns=["job", "name", "from", "by", "when", "why"],
                 rows=[
@@ -89,10 +98,14 @@ class DlqShowReply(Reply):
                     ("enqueued", when(e.timestamp)),
                 ]
             ),
+            Heading(text="data (the job's payload)"),
             Code(text=json.dumps(e.data, indent=2, ensure_ascii=False)[:2500]),
         ]
         if e.stacktrace:
-            blocks.append(Code(text=e.stacktrace[-1][:1500]))
+            blocks += [
+                Heading(text="the job's own stack trace (from its worker, when it last failed)"),
+                Code(text=e.stacktrace[-1][:1500]),
+            ]
         return blocks
 
 
@@ -101,11 +114,12 @@ class DlqReplayReply(Reply):
 
     def view(self) -> list[Block]:
         r = self.result
+        if not r.replayed and not r.left:
+            return [Note(mark=Mark.INFO, text=f"'{r.dlq}' is empty; nothing to replay")]
         blocks: list[Block] = [
             Note(
                 mark=Mark.OK if r.replayed else Mark.INFO,
-                text=f"{len(r.replayed)} job(s) replayed from '{r.dlq}' into '{r.queue}'"
-                + ("" if r.replayed or r.left else f" ('{r.dlq}' is empty)"),
+                text=f"{plural(len(r.replayed), 'job')} replayed from '{r.dlq}' into '{r.queue}'",
             )
         ]
         if r.replayed:
@@ -126,25 +140,47 @@ class DlqReplayReply(Reply):
         return blocks
 
 
-def parse_list(words: Sequence[str]) -> DlqListRequest:
+def list_parser() -> WordParser:
     parser = WordParser("dlq list", LIST_USAGE)
-    parser.add_argument("queue")
-    parser.add_argument("--limit", type=int)
-    return parse_words(DlqListRequest, parser, words)
+    parser.add_argument("queue", metavar="QUEUE", help="the queue whose DLQ to list")
+    parser.add_argument(
+        "--limit",
+        type=whole_number,
+        metavar="N",
+        help="show at most N jobs (default 20, 500 at most)",
+    )
+    return parser
+
+
+def show_parser() -> WordParser:
+    parser = WordParser("dlq show", SHOW_USAGE)
+    parser.add_argument("queue", metavar="QUEUE", help="the queue whose DLQ holds the job")
+    parser.add_argument("job_id", metavar="JOB_ID", help="the quarantined job")
+    return parser
+
+
+def replay_parser() -> WordParser:
+    parser = WordParser("dlq replay", REPLAY_USAGE)
+    parser.add_argument("queue", metavar="QUEUE", help="the queue to put the jobs back into")
+    parser.add_argument(
+        "--count",
+        type=whole_number,
+        metavar="N",
+        help="how many of the oldest quarantined jobs (default 10)",
+    )
+    return parser
+
+
+def parse_list(words: Sequence[str]) -> DlqListRequest:
+    return parse_words(DlqListRequest, list_parser(), words)
 
 
 def parse_show(words: Sequence[str]) -> DlqShowRequest:
-    parser = WordParser("dlq show", SHOW_USAGE)
-    parser.add_argument("queue")
-    parser.add_argument("job_id")
-    return parse_words(DlqShowRequest, parser, words)
+    return parse_words(DlqShowRequest, show_parser(), words)
 
 
 def parse_replay(words: Sequence[str]) -> DlqReplayRequest:
-    parser = WordParser("dlq replay", REPLAY_USAGE)
-    parser.add_argument("queue")
-    parser.add_argument("--count", type=int)
-    return parse_words(DlqReplayRequest, parser, words)
+    return parse_words(DlqReplayRequest, replay_parser(), words)
 
 
 async def run_list(req: DlqListRequest, ctx: CommandContext) -> DlqListReply:
@@ -167,14 +203,17 @@ async def preview_replay(req: DlqReplayRequest, ctx: CommandContext) -> DlqListR
     shown = min(req.count, PREVIEW_ROWS)
     listing = await ctx.queues.dlq_list(req.queue, limit=shown, oldest_first=True)
     count = min(req.count, listing.depth)
-    if count > len(listing.entries):
+    shown_count = len(listing.entries)
+    if count > shown_count:
         heading = (
-            f"replay would put the oldest {count:,} back into '{req.queue}' "
-            f"(the first {len(listing.entries)} shown)"
+            f"replay would put the oldest {plural(count, 'job')} back into '{req.queue}' "
+            f"(the first {shown_count:,} shown)"
         )
+    elif shown_count == 1:
+        heading = f"replay would put this job back into '{req.queue}'"
     else:
-        heading = f"replay would put these {len(listing.entries)} back into '{req.queue}'"
-    return DlqListReply(listing=listing, heading=heading)
+        heading = f"replay would put these {shown_count:,} jobs back into '{req.queue}'"
+    return DlqListReply(listing=listing, heading=heading, replay_preview=True)
 
 
 register(
@@ -186,6 +225,7 @@ register(
         parse=parse_list,
         run=run_list,
         examples=("dlq list batch-jobs",),
+        parser=list_parser,
     )
 )
 register(
@@ -197,6 +237,7 @@ register(
         parse=parse_show,
         run=run_show,
         examples=("dlq show batch-jobs 1234",),
+        parser=show_parser,
     )
 )
 register(
@@ -210,5 +251,6 @@ register(
         examples=("dlq replay batch-jobs --count 10",),
         confirm=lambda req: True,
         preview=preview_replay,
+        parser=replay_parser,
     )
 )

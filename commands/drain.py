@@ -1,5 +1,5 @@
 """`drain [QUEUE] [--max-duration 60s] [--max-jobs N] [--concurrency 2]`: call the app's
-drain endpoint now (seed 001) and show what each queue processed."""
+drain endpoint now and show what each queue processed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from bot.durations import format_duration_ms
 from bot.errors import OperationFailed
 from bot.roles import Role
 from commands.context import CommandContext
-from commands.parsing import QueueName, Request, WordParser, duration_argument, parse_words
+from commands.parsing import (
+    QueueName,
+    Request,
+    WordParser,
+    duration_argument,
+    parse_words,
+    whole_number,
+)
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Mark, Note, Row, Table
@@ -22,7 +29,7 @@ USAGE = "drain [QUEUE] [--max-duration 60s] [--max-jobs N] [--concurrency 2]"
 
 
 def _max_duration(ms: int) -> int:
-    """1s to seed 001's cap, said in durations (not "less than or equal to 600000")."""
+    """1s to the endpoint's cap, said in durations (not "less than or equal to 600000")."""
     if not 1000 <= ms <= MAX_DURATION_MS:
         longest = format_duration_ms(MAX_DURATION_MS)
         raise ValueError(f"{format_duration_ms(ms)} is not within 1s and {longest}")
@@ -66,13 +73,36 @@ class DrainReply(Reply):
         ]
 
 
-def parse(words: Sequence[str]) -> DrainRequest:
+def parser() -> WordParser:
     parser = WordParser("drain", USAGE)
-    parser.add_argument("queue", nargs="?")
-    parser.add_argument("--max-duration", dest="max_duration_ms", type=duration_argument)
-    parser.add_argument("--max-jobs", dest="max_jobs", type=int)
-    parser.add_argument("--concurrency", type=int)
-    return parse_words(DrainRequest, parser, words)
+    parser.add_argument(
+        "queue", metavar="QUEUE", nargs="?", help="drain only this queue (default: every queue)"
+    )
+    parser.add_argument(
+        "--max-duration",
+        dest="max_duration_ms",
+        type=duration_argument,
+        metavar="DURATION",
+        help="how long the app may drain, 1s to 10m (default 60s)",
+    )
+    parser.add_argument(
+        "--max-jobs",
+        dest="max_jobs",
+        type=whole_number,
+        metavar="N",
+        help="stop after N jobs (default: no limit)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=whole_number,
+        metavar="N",
+        help="jobs the app runs at once, 1 to 20 (default 2)",
+    )
+    return parser
+
+
+def parse(words: Sequence[str]) -> DrainRequest:
+    return parse_words(DrainRequest, parser(), words)
 
 
 async def run(req: DrainRequest, ctx: CommandContext) -> DrainReply:
@@ -96,5 +126,6 @@ register(
         parse=parse,
         run=run,
         examples=("drain", "drain batch-jobs --max-duration 2m --max-jobs 500"),
+        parser=parser,
     )
 )

@@ -1,4 +1,4 @@
-"""`mode` / `mode always-on` / `mode cron [--every 5m]`: seed 000 sections 1 and 6.1.
+"""`mode` / `mode always-on` / `mode cron [--every 5m]`: the app's WORKER_INPROCESS.
 
 A switch previews the change to the app's environment (secrets redacted) and the idle Redis
 commands a month before and after, is confirmed by a person, writes through the backend
@@ -9,6 +9,7 @@ off, so nothing consumes twice.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -77,6 +78,7 @@ class ModePreview(Reply):
     ops_after: int
     every: str
     confirm_words: list[str]
+    drain_url_set: bool = True
 
     def view(self) -> list[Block]:
         blocks: list[Block] = [
@@ -102,13 +104,13 @@ class ModePreview(Reply):
                     mark=Mark.INFO, text=f"no variable of the app changes ({self.backend} backend)"
                 )
             )
-        blocks.append(
-            Fields(
-                items=[
-                    ("drain cron", f"on, every {self.every}" if self.target == "cron" else "off")
-                ]
-            )
-        )
+        if self.target != "cron":
+            cron = "off"
+        elif self.drain_url_set:
+            cron = f"on, every {self.every}"
+        else:
+            cron = f"stays off while DRAIN_URL is unset (then every {self.every})"
+        blocks.append(Fields(items=[("drain cron", cron)]))
         return blocks
 
 
@@ -117,27 +119,52 @@ class ModeChanged(Reply):
     every: str
     verified: bool
     backend: str
+    drain_url_set: bool = True
 
     def data(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
             "cronEvery": self.every,
+            "cronEnabled": self.mode == "cron" and self.drain_url_set,
             "verified": self.verified,
             "backend": self.backend,
+            "drainUrlSet": self.drain_url_set,
         }
 
     def view(self) -> list[Block]:
-        cron = f"drain cron on, every {self.every}" if self.mode == "cron" else "drain cron off"
+        if self.mode != "cron":
+            cron = "drain cron off"
+        elif self.drain_url_set:
+            cron = f"drain cron on, every {self.every}"
+        else:
+            cron = f"drain cron off while DRAIN_URL is unset (then every {self.every})"
         check = "verified" if self.verified else "not verifiable with backend none"
         return [Note(mark=Mark.OK, text=f"worker mode is now {self.mode} ({check}); {cron}")]
 
 
-def parse(words: Sequence[str]) -> ModeRequest:
+def parser() -> WordParser:
     parser = WordParser("mode", USAGE)
-    parser.add_argument("target", nargs="?", choices=["cron", "always-on"])
-    parser.add_argument("--every", dest="every_ms", type=cadence_argument)
-    parser.add_argument("--expect-env", dest="expect_env")
-    return parse_words(ModeRequest, parser, words)
+    parser.add_argument(
+        "target",
+        metavar="MODE",
+        nargs="?",
+        choices=["cron", "always-on"],
+        help="switch to cron or always-on (default: show the current mode)",
+    )
+    parser.add_argument(
+        "--every",
+        dest="every_ms",
+        type=cadence_argument,
+        metavar="DURATION",
+        help="with cron: the drain cadence, 1s to 1d (e.g. 5m)",
+    )
+    # Set by the confirmation itself: the environment the preview showed.
+    parser.add_argument("--expect-env", dest="expect_env", help=argparse.SUPPRESS)
+    return parser
+
+
+def parse(words: Sequence[str]) -> ModeRequest:
+    return parse_words(ModeRequest, parser(), words)
 
 
 def _monthly(mode: str, every_ms: int, queues: int, tick_cost: int) -> int:
@@ -177,6 +204,7 @@ async def preview(req: ModeRequest, ctx: CommandContext) -> ModePreview:
         ops_after=_monthly(req.target, every, queues, cost),
         every=format_duration_ms(every),
         confirm_words=words,
+        drain_url_set=ctx.drain is not None,
     )
 
 
@@ -219,6 +247,7 @@ async def run(req: ModeRequest, ctx: CommandContext) -> Reply:
         every=format_duration_ms(status.every_ms),
         verified=verified,
         backend=backend.name,
+        drain_url_set=ctx.drain is not None,
     )
 
 
@@ -234,5 +263,6 @@ register(
         preview=preview,
         confirm_in_terminal=True,
         examples=("mode", "mode cron --every 5m", "mode always-on"),
+        parser=parser,
     )
 )

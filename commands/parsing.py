@@ -7,8 +7,10 @@ both take exactly the same words. Every mistake becomes one UsageError line.
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, NoReturn, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
@@ -35,14 +37,85 @@ def split_line(text: str) -> list[str]:
 
 
 class WordParser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of printing and exiting."""
+    """argparse that raises UsageError instead of printing and exiting, in the words a
+    person typed (QUEUE, --every), never argparse's or pydantic's internal names.
+
+    Each argument's `help=` is what `COMMAND --help` shows for it (commands/help.py)."""
 
     def __init__(self, command: str, usage: str) -> None:
         super().__init__(prog=command, usage=usage, add_help=False, exit_on_error=False)
         self.command_usage = usage
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (usage: {self.command_usage})")
+        raise UsageError(f"{plain_argparse_message(message, self)} (usage: {self.command_usage})")
+
+    def option_names(self) -> list[str]:
+        return [o for a in self._actions for o in a.option_strings]
+
+    def arguments(self) -> list[tuple[str, str]]:
+        """(how it is typed, what it does) for each argument: QUEUE, --limit N, --deep."""
+        rows: list[tuple[str, str]] = []
+        for action in self._actions:
+            if action.help == argparse.SUPPRESS:
+                continue
+            rows.append((argument_label(action), action.help or ""))
+        return rows
+
+
+def argument_label(action: argparse.Action) -> str:
+    """QUEUE for a positional, `--limit N` for an option taking a value, `--deep` for a flag."""
+    metavar = action.metavar if isinstance(action.metavar, str) else None
+    if not action.option_strings:
+        label = metavar or action.dest.upper()
+        return f"[{label} ...]" if action.nargs == "*" else label
+    flag = max(action.option_strings, key=len)
+    if action.nargs == 0:
+        return flag
+    return f"{flag} {metavar or flag.lstrip('-').upper()}"
+
+
+_ARGUMENT = re.compile(r"^argument ([^:]+): ")
+
+
+def _name_in_words(name: str, parser: argparse.ArgumentParser | None) -> str:
+    """argparse names an argument by its dest or metavar; say it as it is typed."""
+    if parser is not None:
+        for action in parser._actions:
+            if name in (action.dest, action.metavar, "/".join(action.option_strings)):
+                return argument_label(action).split()[0].strip("[")
+    return name.split("/")[-1]
+
+
+def plain_argparse_message(message: str, parser: argparse.ArgumentParser | None = None) -> str:
+    """argparse's message in a person's words: 'missing QUEUE', '--limit needs a value'..."""
+    if message.startswith("the following arguments are required: "):
+        names = message.removeprefix("the following arguments are required: ").split(", ")
+        return "missing " + " and ".join(_name_in_words(n, parser) for n in names)
+    if message.startswith("unrecognized arguments: "):
+        extra = message.removeprefix("unrecognized arguments: ")
+        first = extra.split()[0] if extra.split() else extra
+        if first.startswith("-") and parser is not None:
+            known = [o for a in parser._actions for o in a.option_strings]
+            near = difflib.get_close_matches(first.split("=")[0], known, n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            return f"unknown option {first}{hint}"
+        return f"unexpected words: {extra}"
+    found = _ARGUMENT.match(message)
+    if found is None:
+        return message
+    name = _name_in_words(found.group(1), parser)
+    rest = message[found.end() :]
+    if rest == "expected one argument":
+        return f"{name} needs a value"
+    if rest.startswith("invalid choice: "):
+        choice = re.match(r"invalid choice: (.+?) \(choose from (.+)\)$", rest)
+        if choice:
+            options = ", ".join(o.strip().strip("'") for o in choice.group(2).split(","))
+            return f"{name}: {choice.group(1)} is not one of {options}"
+    invalid = re.match(r"invalid (\w+) value: (.+)$", rest)
+    if invalid:
+        return f"{name}: {invalid.group(2)} is not a valid value"
+    return f"{name}: {rest}"
 
 
 def _job_id(value: str) -> str:
@@ -56,6 +129,25 @@ def _regex(value: str) -> str:
         compile_user_pattern(value)  # RE2, as the match will be: see bot/patterns.py
     except PatternError as err:
         raise ValueError(str(err)) from None
+    return value
+
+
+def whole_number(text: str) -> int:
+    """argparse `type=` for a count: "'ten' is not a whole number", not "invalid int value"."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+
+
+def number(text: str) -> float:
+    """argparse `type=` for a number such as a percentage."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number")
     return value
 
 
@@ -89,12 +181,63 @@ class Request(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def _field_flag(loc: tuple[Any, ...]) -> str:
+def _field_flag(loc: tuple[Any, ...], parser: argparse.ArgumentParser | None = None) -> str:
     """The words a person typed for a field: QUEUE, JOB_ID, --every (field every_ms)."""
     name = str(loc[0]) if loc else "value"
+    if parser is not None:
+        for action in parser._actions:
+            if action.dest == name:
+                return argument_label(action).split()[0].strip("[")
     if name in ("queue", "queues", "job_id"):
         return name.removesuffix("s").upper()
     return "--" + name.removesuffix("_ms").replace("_", "-")
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _got(value: Any) -> str:
+    return f" (got {_number(value)})" if isinstance(value, int | float | str) else ""
+
+
+def plain_pydantic_message(error: Mapping[str, Any]) -> str:
+    """One pydantic error as a sentence: "must be at least 1 (got 0)", not "Input should
+    be greater than or equal to 1"."""
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    if kind == "greater_than_equal":
+        return f"must be at least {_number(ctx.get('ge'))}{_got(value)}"
+    if kind == "greater_than":
+        return f"must be more than {_number(ctx.get('gt'))}{_got(value)}"
+    if kind == "less_than_equal":
+        return f"must be at most {_number(ctx.get('le'))}{_got(value)}"
+    if kind == "less_than":
+        return f"must be less than {_number(ctx.get('lt'))}{_got(value)}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{str(value)[:40]!r} is not a whole number"
+    if kind in ("float_parsing", "float_type", "finite_number"):
+        return f"{str(value)[:40]!r} is not a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{str(value)[:40]!r} is not yes or no"
+    if kind == "string_too_short":
+        least = ctx.get("min_length", 1)
+        return "must not be empty" if least == 1 else f"must be at least {least} characters"
+    if kind == "string_too_long":
+        return f"is too long (at most {ctx.get('max_length')} characters)"
+    if kind in ("string_type", "string_pattern_mismatch"):
+        return f"{str(value)[:40]!r} is not accepted here"
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not an option of this command"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected', 'one of the listed values')}"
+    message = str(error.get("msg", "is not valid"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
 
 
 def parse_words(model: type[Req], parser: WordParser, words: Sequence[str]) -> Req:
@@ -102,14 +245,16 @@ def parse_words(model: type[Req], parser: WordParser, words: Sequence[str]) -> R
     try:
         namespace = parser.parse_args(list(words))
     except argparse.ArgumentError as err:
-        raise UsageError(f"{err} (usage: {parser.command_usage})") from None
+        message = plain_argparse_message(str(err), parser)
+        raise UsageError(f"{message} (usage: {parser.command_usage})") from None
     values = {k: v for k, v in vars(namespace).items() if v is not None}
     try:
         return model.model_validate(values)
     except ValidationError as err:
         first = err.errors()[0]
-        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        message = plain_pydantic_message(first)
         loc = tuple(first.get("loc", ()))
         if not loc:
             raise UsageError(f"{message} (usage: {parser.command_usage})") from None
-        raise UsageError(f"{_field_flag(loc)}: {message}") from None
+        joint = " " if message.startswith("is ") else ": "
+        raise UsageError(f"{_field_flag(loc, parser)}{joint}{message}") from None

@@ -13,8 +13,18 @@ from bot.patterns import PatternTooSlow, compile_user_pattern
 from bot.queues.models import BulkQuarantineResult, JobMove
 from bot.queues.quarantine import BulkMoveStopped
 from bot.roles import Role
+from bot.text import plural
 from commands.context import CommandContext
-from commands.parsing import JobId, QueueName, Reason, Regex, Request, WordParser, parse_words
+from commands.parsing import (
+    JobId,
+    QueueName,
+    Reason,
+    Regex,
+    Request,
+    WordParser,
+    parse_words,
+    whole_number,
+)
 from commands.registry import Command, register
 from commands.reply import ErrorReply, Reply
 from commands.view import Block, Fields, Mark, Note, Row, Table
@@ -64,7 +74,7 @@ class QuarantineReply(Reply):
             where = (
                 f" (the {m.list_end} job)"
                 if not m.depth
-                else f" ({m.depth:,} jobs from the {m.list_end} end)"
+                else f" ({plural(m.depth, 'job')} from the {m.list_end} end)"
             )
         return [
             Note(
@@ -90,11 +100,20 @@ class BulkQuarantineReply(Reply):
 
     def view(self) -> list[Block]:
         r = self.result
+        if not r.moved and not r.skipped:
+            return [
+                Note(
+                    mark=Mark.INFO,
+                    text=f"no failed job in '{r.queue}' matches /{r.pattern}/ "
+                    f"({plural(r.scanned, 'failed job')} read); nothing moved",
+                )
+            ]
         blocks: list[Block] = [
             Note(
                 mark=Mark.OK if r.moved else Mark.INFO,
-                text=f"{len(r.moved)} failed job(s) matching /{r.pattern}/ moved from "
-                f"'{r.queue}' to '{r.dlq}' ({r.scanned} failed jobs read, {r.batches} batches)",
+                text=f"{plural(len(r.moved), 'failed job')} matching /{r.pattern}/ moved from "
+                f"'{r.queue}' to '{r.dlq}' ({plural(r.scanned, 'failed job')} read, "
+                f"{plural(r.batches, 'batch')})",
             )
         ]
         if r.moved:
@@ -126,7 +145,7 @@ def _stopped_error(stopped: BulkMoveStopped) -> Exception:
         tail = "nothing was moved"
     else:
         tail = (
-            f"stopped after moving {count} failed job(s){maybe} from '{done.queue}' to "
+            f"stopped after moving {plural(count, 'failed job')}{maybe} from '{done.queue}' to "
             f"'{done.dlq}'; the rest are still in '{done.queue}': run the command again to "
             "move them"
         )
@@ -150,18 +169,30 @@ class BulkPreviewReply(Reply):
     matches: list[tuple[str, str]]
     """The first few matches (the preview shows 15, however many would move)."""
 
+    @property
+    def nothing_to_do(self) -> bool:
+        return self.count == 0
+
     def view(self) -> list[Block]:
-        more = " (the --limit)" if self.count >= self.limit else ""
+        more = ", the --limit" if self.count >= self.limit else ""
         how = (
             "every failed job matches; counted, not read"
             if self.counted_without_reading
-            else f"{self.read:,} failed jobs read"
+            else f"{plural(self.read, 'failed job')} read"
         )
+        if not self.count:
+            return [
+                Note(
+                    mark=Mark.INFO,
+                    text=f"no failed job in '{self.queue}' matches /{self.pattern}/ "
+                    f"({how}); nothing to move",
+                )
+            ]
         blocks: list[Block] = [
             Note(
-                mark=Mark.WARN if self.count else Mark.INFO,
-                text=f"would move {self.count:,}{more} failed job(s) matching "
-                f"/{self.pattern}/ from '{self.queue}' to '{self.dlq}' ({how})",
+                mark=Mark.WARN,
+                text=f"would move {plural(self.count, 'failed job')} matching "
+                f"/{self.pattern}/ from '{self.queue}' to '{self.dlq}' ({how}{more})",
             )
         ]
         if self.matches:
@@ -193,15 +224,37 @@ async def preview(req: QuarantineRequest, ctx: CommandContext) -> BulkPreviewRep
     )
 
 
-def parse(words: Sequence[str]) -> QuarantineRequest:
+def parser() -> WordParser:
     parser = WordParser("quarantine", USAGE)
-    parser.add_argument("queue")
-    parser.add_argument("job_id", nargs="?")
-    parser.add_argument("--reason")
-    parser.add_argument("--failed-matching", dest="failed_matching")
-    parser.add_argument("--limit", type=int)
-    parser.add_argument("--deep", action="store_true")
-    return parse_words(QuarantineRequest, parser, words)
+    parser.add_argument("queue", metavar="QUEUE", help="the queue the job is in")
+    parser.add_argument(
+        "job_id", metavar="JOB_ID", nargs="?", help="the job to move (or --failed-matching)"
+    )
+    parser.add_argument(
+        "--reason", metavar="TEXT", help="why: kept with the job (required with JOB_ID)"
+    )
+    parser.add_argument(
+        "--failed-matching",
+        dest="failed_matching",
+        metavar="REGEX",
+        help="move the failed jobs whose failure reason matches (asks to confirm)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=whole_number,
+        metavar="N",
+        help=f"with --failed-matching: move at most N (default {DEFAULT_LIMIT})",
+    )
+    parser.add_argument(
+        "--deep",
+        action="store_true",
+        help="a job deep in a long wait list: accept one long Redis call to find it",
+    )
+    return parser
+
+
+def parse(words: Sequence[str]) -> QuarantineRequest:
+    return parse_words(QuarantineRequest, parser(), words)
 
 
 async def run(req: QuarantineRequest, ctx: CommandContext) -> Reply:
@@ -244,5 +297,6 @@ register(
             'quarantine batch-jobs 1234 --reason "crashes the PDF renderer"',
             'quarantine batch-jobs --failed-matching "ECONNRESET" --limit 500',
         ),
+        parser=parser,
     )
 )

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 from commands.view import Block, Mark, Note
 
 
 class Reply(BaseModel):
-    """Base of every command's typed reply."""
+    """Base of every command's typed reply: snake_case in Python, camelCase in JSON (every
+    field; the keys of data maps, such as a snapshot's `counts`, are data and stay)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
     ok: bool = True
 
+    @property
+    def nothing_to_do(self) -> bool:
+        """A preview that found nothing to act on: said as it is, with nothing to confirm."""
+        return False
+
     def data(self) -> dict[str, Any]:
-        """The JSON document `--json` prints (camelCase, like npm bullmq and DESIGN.md)."""
+        """The JSON document `--json` prints (camelCase, like npm bullmq)."""
         return self.model_dump(mode="json", by_alias=True)
 
     def view(self) -> list[Block]:
@@ -23,7 +32,7 @@ class Reply(BaseModel):
 
 
 class ErrorReply(Reply):
-    """A failure, as one line; `exit_code` follows DESIGN.md (1 failed, 2 usage/config)."""
+    """A failure, as one line; `exit_code`: 1 failed, 2 usage/config."""
 
     ok: bool = False
     message: str

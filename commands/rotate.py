@@ -1,4 +1,4 @@
-"""`rotate-token`: seed 000 section 4, done by the bot through the mode backend.
+"""`rotate-token`: the drain token, rotated through the mode backend.
 
 1. new token as DRAIN_QUEUES_TOKEN, the old one kept as CRON_TOKEN (the app accepts both);
 2. wait until the app accepts the new token (a harmless drain call: an idle queue, at most
@@ -16,18 +16,18 @@ import asyncio
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator
 
 from bot.deploy.base import apply_changes
 from bot.deploy.select import backend_for
 from bot.drain import DrainError
-from bot.durations import format_duration_ms, parse_duration_ms
+from bot.durations import format_duration_ms
 from bot.errors import OperationFailed, Refused
 from bot.roles import Role
 from commands.context import CommandContext
-from commands.parsing import Request, WordParser, parse_words
+from commands.parsing import Request, WordParser, duration_argument, parse_words
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Mark, Note, Row, Table
@@ -35,8 +35,15 @@ from commands.view import Block, Mark, Note, Row, Table
 USAGE = "rotate-token [--wait 10m]"
 
 
+def _wait(ms: int) -> int:
+    """1s to 1h, said in durations (not "less than or equal to 3600000")."""
+    if not 1000 <= ms <= 3_600_000:
+        raise ValueError(f"{format_duration_ms(ms)} is not within 1s and 1h")
+    return ms
+
+
 class RotateRequest(Request):
-    wait_ms: int = Field(600_000, ge=1000, le=3_600_000)
+    wait_ms: Annotated[int, AfterValidator(_wait)] = 600_000
 
 
 class RotatePreview(Reply):
@@ -83,10 +90,20 @@ class RotateReply(Reply):
         ]
 
 
-def parse(words: Sequence[str]) -> RotateRequest:
+def parser() -> WordParser:
     parser = WordParser("rotate-token", USAGE)
-    parser.add_argument("--wait", dest="wait_ms", type=parse_duration_ms)
-    return parse_words(RotateRequest, parser, words)
+    parser.add_argument(
+        "--wait",
+        dest="wait_ms",
+        type=duration_argument,
+        metavar="DURATION",
+        help="how long to wait for the app to accept the new token, 1s to 1h (default 10m)",
+    )
+    return parser
+
+
+def parse(words: Sequence[str]) -> RotateRequest:
+    return parse_words(RotateRequest, parser(), words)
 
 
 async def preview(req: RotateRequest, ctx: CommandContext) -> RotatePreview:
@@ -153,7 +170,7 @@ register(
     Command(
         name="rotate-token",
         usage=USAGE,
-        summary="rotate the drain token (seed 000 §4), with no moment of rejection",
+        summary="rotate the drain token, with no moment at which the app rejects the bot",
         role=Role.ADMIN,
         parse=parse,
         run=run,
@@ -161,5 +178,6 @@ register(
         preview=preview,
         confirm_in_terminal=True,
         examples=("rotate-token",),
+        parser=parser,
     )
 )

@@ -4,6 +4,7 @@ every failure into an ErrorReply with its exit code. The one path all transports
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -79,13 +80,19 @@ async def execute(
         )
 
     try:
+        if any(w in ("-h", "--help") for w in words):
+            # Help is for everyone and changes nothing: before the role, the gate, Redis.
+            from commands.help import help_for
+
+            command, _ = resolve(["help"])  # counted, audited and shown (privately) as help
+            return done(help_for([w for w in words if w not in ("-h", "--help")] or ["help"]))
         command, rest = resolve(words)
         if command.role > ctx.role:
             return done(
                 ErrorReply(
                     message=(
                         f"'{command.name}' needs the {command.role.label} role; {ctx.actor} "
-                        f"has {ctx.role.label} (granted by QUEUEOPS_ROLES)"
+                        f"has {ctx.role.label} ({ctx.settings.roles.origin()})"
                     )
                 )
             )
@@ -95,11 +102,13 @@ async def execute(
         asks = not terminal or command.confirm_in_terminal
         if not confirmed and asks and command.preview is not None and command.confirm(request):
             preview = await command.preview(request, ctx)
+            if preview.nothing_to_do:
+                return done(preview)  # nothing matches: said as it is, nothing to confirm
             # A preview may pin what it saw (mode: the environment's fingerprint), so the
             # confirmed run refuses if the world changed in between.
             confirm_words = getattr(preview, "confirm_words", None) or list(words)
             return done(
-                ConfirmationNeeded(command=" ".join(words), words=confirm_words, preview=preview)
+                ConfirmationNeeded(command=shlex.join(words), words=confirm_words, preview=preview)
             )
         return done(await command.run(request, ctx))
     except QueueOpsError as err:

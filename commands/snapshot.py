@@ -126,11 +126,22 @@ class SnapshotReply(Reply):
         return blocks
 
 
-def parse(words: Sequence[str]) -> SnapshotRequest:
+def parser() -> WordParser:
     parser = WordParser("snapshot", USAGE)
-    parser.add_argument("queues", nargs="*")
-    parser.add_argument("--chart", action="store_true", default=None)
-    return parse_words(SnapshotRequest, parser, words)
+    parser.add_argument(
+        "queues", metavar="QUEUE", nargs="*", help="the queues to show (default: every queue)"
+    )
+    parser.add_argument(
+        "--chart",
+        action="store_true",
+        default=None,
+        help="add each queue's depth over the last hour (a picture in Slack)",
+    )
+    return parser
+
+
+def parse(words: Sequence[str]) -> SnapshotRequest:
+    return parse_words(SnapshotRequest, parser(), words)
 
 
 async def run(req: SnapshotRequest, ctx: CommandContext) -> SnapshotReply:
@@ -154,6 +165,7 @@ register(
         parse=parse,
         run=run,
         examples=("snapshot", "snapshot batch-jobs --chart"),
+        parser=parser,
     )
 )
 

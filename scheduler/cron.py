@@ -1,4 +1,4 @@
-"""The drain cron (seeds 000 and 001), riding on the tick.
+"""The drain cron, riding on the tick: the app's drain endpoint called when queues have work.
 
 Each tick's one Redis command already says whether this replica leads (the lease) and
 which queues have work. No work: nothing more, no HTTP call, no further Redis command

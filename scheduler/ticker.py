@@ -3,7 +3,7 @@
 Each tick sends one Redis command (the probe script, with a depth sample and the counts
 of other due work riding along) and hands the result to the hooks the wiring registered:
 the watcher, the alert sweep, the archiver, and (next) the drain cron. The scheduler knows
-nothing of Slack or alerts (DESIGN.md, layering). APScheduler's job store stays in memory:
+nothing of Slack or alerts (tests/test_layers.py). APScheduler's job store stays in memory:
 its Redis job store would query Redis on every wake-up.
 """
 

@@ -24,6 +24,7 @@ from bot.queues.batching import ScriptCall
 from bot.queues.quarantine import PAGE_SIZE
 from bot.queues.service import QueueService
 from bot.render_text import render_text
+from bot.text import plural
 from commands.quarantine import BulkPreviewReply, parse
 
 QUEUEOPS = str(Path(sys.executable).parent / "queueops")
@@ -150,7 +151,7 @@ async def test_bulk_cut_short_by_redis_says_how_many_moved(
     # Moves whose answer the cut swallowed may or may not have run: the line says how many
     # are certain and bounds the rest, never less than what the DLQ holds.
     said = re.search(
-        r"stopped after moving (\d+) failed job\(s\)(?: \(and up to (\d+) more)?", lines[0]
+        r"stopped after moving (\d+) failed jobs?(?: \(and up to (\d+) more)?", lines[0]
     )
     assert said is not None, lines[0]
     certain, maybe = int(said[1]), int(said[2] or 0)
@@ -158,7 +159,7 @@ async def test_bulk_cut_short_by_redis_says_how_many_moved(
     assert "from 'jobs' to 'jobs-dlq'" in lines[0]
     document = json.loads(out)
     assert document["ok"] is False
-    assert f"stopped after moving {certain} failed job(s)" in document["error"]
+    assert f"stopped after moving {plural(certain, 'failed job')}" in document["error"]
 
 
 def test_limit_has_no_upper_bound() -> None:
@@ -194,7 +195,7 @@ async def test_preview_counts_every_match_and_shows_a_few(
     )
     assert render_text(reply.view()).startswith(
         "!! "
-        "would move 30 failed job(s) matching /.*/ from 'jobs' to 'jobs-dlq' "
+        "would move 30 failed jobs matching /.*/ from 'jobs' to 'jobs-dlq' "
         "(every failed job matches; counted, not read)"
     )
     assert (await node("counts", queues=["jobs"]))["jobs"]["failed"] == 30

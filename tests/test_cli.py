@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,3 +311,123 @@ async def test_version_comes_from_the_package_metadata() -> None:
 
     run = await queueops("--version", REDIS_URL="redis://127.0.0.1:1/0")
     assert run.code == 0 and run.out == f"queueops {version('queueops')}\n"
+
+
+# A CLI is typed many times: `--help` and `--version` import nothing heavy, and a command
+# imports its own family and what that needs (commands/registry.py's FAMILIES).
+REPORT_MODULES = (
+    "import json, sys\n"
+    "from bot.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+HEAVY = ("boto3", "matplotlib", "slack_sdk", "slack_bolt", "aiohttp", "apscheduler", "httpx")
+
+
+async def modules_after(*args: str, **env: str) -> tuple[Run, set[str]]:
+    """Run bot.cli.main(ARGS) in a fresh interpreter; (the run, every module it imported)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        REPORT_MODULES,
+        *args,
+        env={k: v for k, v in os.environ.items() if not k.startswith("QUEUEOPS_")} | env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    *errors, modules = err.decode().splitlines()
+    run = Run(proc.returncode or 0, out.decode(), "\n".join(errors))
+    return run, set(json.loads(modules))
+
+
+def imported(modules: set[str], package: str) -> bool:
+    return any(m == package or m.startswith(package + ".") for m in modules)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["-h"], []])
+async def test_help_and_version_import_no_redis_pydantic_or_command(args: list[str]) -> None:
+    run, modules = await modules_after(*args, REDIS_URL="redis://127.0.0.1:1/0")
+    assert run.code == 0 and run.err == "", run.err
+    for package in ("redis", "pydantic", "pydantic_settings", "bullmq", *HEAVY):
+        assert not imported(modules, package), package
+    ours = sorted(m for m in modules if m.split(".")[0] in ("bot", "commands", "scheduler"))
+    assert ours == ["bot", "bot.cli"]
+
+
+async def test_snapshot_imports_only_its_family_and_nothing_heavy(
+    service: QueueService, prefix: str
+) -> None:
+    from commands.registry import FAMILIES
+
+    await service.store.bullmq("batch-jobs").add("render", {})
+    run, modules = await modules_after(
+        "snapshot", REDIS_URL=REDIS_URL, QUEUEOPS_PREFIX=prefix, QUEUEOPS_STATE_PREFIX=prefix
+    )
+    assert run.code == 0 and "batch-jobs" in run.out, run.err
+    for package in (*HEAVY, "bullmq", "re2", "prometheus_client", "bot.metrics"):
+        assert not imported(modules, package), package
+    families = {m for m in FAMILIES.values() if m in modules}
+    assert families == {"commands.snapshot"}
+
+
+def test_top_level_help_lists_exactly_the_registry_commands() -> None:
+    from bot.cli import COMMAND_LINES, top_level_help
+    from commands.registry import all_commands
+
+    registry = [c.name for c in all_commands()]
+    assert [name for name, _ in COMMAND_LINES] == registry, (
+        f"bot/cli.py's COMMAND_LINES must list the registry's commands, in its order: {registry}"
+    )
+    lines = top_level_help().splitlines()
+    listed = [line.split("  ")[1] for line in lines if line.startswith("  ") and line[2] != " "]
+    assert listed[: len(registry)] == registry  # one line each, in the registry's order
+    assert listed[len(registry) : len(registry) + 2] == ["shell", "serve"]
+    assert all(len(line) <= 100 for line in lines)
+
+
+def test_top_level_help_names_the_real_environment_and_exit_codes() -> None:
+    from bot.cli import top_level_help
+    from bot.config import Settings
+
+    text = top_level_help()
+    for words in ("shell", "serve", "--json", "--version", "queueops COMMAND --help"):
+        assert words in text, words
+    assert "0 ok, 1 the operation failed" in text and "2 a usage or configuration error" in text
+    known = set()
+    for info in Settings.model_fields.values():
+        alias = info.validation_alias
+        known.update([alias] if isinstance(alias, str) else getattr(alias, "choices", []))
+    named = {w.strip(",.;:()") for w in text.split() if w.isupper() and "_" in w}
+    assert named >= {
+        "REDIS_URL",
+        "QUEUEOPS_PREFIX",
+        "QUEUEOPS_QUEUES",
+        "QUEUEOPS_ROLES",
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "DRAIN_URL",
+    }
+    assert named <= known, named - known
+    for word in ("seed", "DESIGN.md", "../shared"):
+        assert word not in text
+
+
+async def test_every_command_family_is_in_the_registry_table() -> None:
+    """Each command's first word names the module that registers it, and help's order is
+    FAMILIES' whichever family a process imported first."""
+    from commands.registry import FAMILIES, all_commands
+
+    for command in all_commands():
+        assert FAMILIES[command.name.split()[0]] == command.run.__module__, command.name
+    script = (
+        "from commands.registry import all_commands, resolve\n"
+        "resolve(['mode'])\n"
+        "print(' / '.join(c.name for c in all_commands()))\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert out.decode().strip() == " / ".join(c.name for c in all_commands())

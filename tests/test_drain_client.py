@@ -70,7 +70,7 @@ async def test_the_request_follows_seed_001(app_server: Any) -> None:
             web.json_response({"ok": False, "error": "REDIS_URL not configured"}, status=500),
             "the app failed to drain (500): REDIS_URL not configured",
         ),
-        ({"ok": True, "durationMs": 1}, "not seed 001's shape: totalProcessed: Field required"),
+        ({"ok": True, "durationMs": 1}, "has an unexpected shape: totalProcessed: Field required"),
         (
             {**OK_BODY, "queues": {"a": {"jobsProcessed": -1, "jobsFailed": 0, "idleAt": 0}}},
             "queues.a.jobsProcessed",

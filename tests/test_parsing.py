@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+
 import pytest
 
 from bot.errors import UsageError
@@ -42,15 +45,24 @@ def test_valid_words_become_requests() -> None:
         (["dlq", "purge", "q"], "'dlq purge' is not a command; try dlq list, dlq replay"),
         (["quarantine", "q"], "give a JOB_ID, or --failed-matching"),
         (["quarantine", "q", "42"], "--reason is required"),
-        (["quarantine", "q", "42", "--reason", "  "], "--reason: String should have at least"),
+        (["quarantine", "q", "42", "--reason", "  "], "--reason: must not be empty"),
         (["quarantine", "q", "--failed-matching", "(unclosed"], "is not a valid regex"),
-        (["quarantine", "q", "--failed-matching", "x", "--limit", "0"], "--limit: Input should be"),
-        (["quarantine", "q", "--failed-matching", "x", "--limit", "ten"], "invalid int value"),
+        (
+            ["quarantine", "q", "--failed-matching", "x", "--limit", "0"],
+            "--limit: must be at least 1 (got 0)",
+        ),
+        (
+            ["quarantine", "q", "--failed-matching", "x", "--limit", "ten"],
+            "--limit: 'ten' is not a whole number",
+        ),
         (["quarantine", "bad:queue", "1", "--reason", "r"], "QUEUE: 'bad:queue' is not a queue"),
-        (["quarantine", "q", "1", "--reason", "r", "--force"], "unrecognized arguments: --force"),
-        (["dlq", "show", "q"], "the following arguments are required: job_id"),
-        (["dlq", "replay", "q", "--count", "-3"], "--count: Input should be greater than"),
-        (["pause"], "the following arguments are required: queue"),
+        (["quarantine", "q", "1", "--reason", "r", "--force"], "unknown option --force"),
+        (["quarantine", "q", "1", "--reson", "r"], "did you mean '--reason'?"),
+        (["dlq", "show", "q"], "missing JOB_ID"),
+        (["dlq", "replay", "q", "--count", "-3"], "--count: must be at least 1 (got -3)"),
+        (["pause"], "missing QUEUE"),
+        (["snapshott"], "unknown command 'snapshott'; did you mean 'snapshot'?"),
+        (["dlq", "lst", "q"], "'dlq lst' is not a command; did you mean 'dlq list'?"),
     ],
 )
 def test_mistakes_are_one_usage_line(words: list[str], says: str) -> None:
@@ -106,3 +118,67 @@ def test_cadences_and_durations_have_upper_bounds(words: tuple[str, ...], says: 
 
 def test_a_day_is_the_slowest_cadence() -> None:
     assert parse("cron", "every", "1d").every_ms == 86_400_000  # type: ignore[attr-defined]
+
+
+# Mistakes across every command: none may show argparse's or pydantic's own names.
+INTERNAL = ("_ms", "dest", "Input should", "parse_", "Value error", "job_id", "queues", "every_ms")
+INTERNAL_RE = re.compile(r"\b[a-z]+_[a-z_]+\b")  # a snake_case name: a field, not a word
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("snapshot --chart x --frob", "unknown option --frob"),
+        ("snapshot bad:name", "QUEUE: 'bad:name' is not a queue name"),
+        ("quarantine", "missing QUEUE"),
+        ("quarantine q 1 --reason r --limit", "--limit needs a value"),
+        ("quarantine q --failed-matching x --limit 1.5", "--limit: '1.5' is not a whole number"),
+        ("quarantine q 1 --reason " + "x" * 501, "--reason is too long (at most 500 characters)"),
+        ("quarantine q 1:2 --reason r", "JOB_ID: '1:2' is not a job id"),
+        ("dlq list", "missing QUEUE"),
+        ("dlq list q --limit 0", "--limit: must be at least 1 (got 0)"),
+        ("dlq list q --limit 501", "--limit: must be at most 500 (got 501)"),
+        ("dlq show", "missing QUEUE and JOB_ID"),
+        ("dlq replay q --count 0", "--count: must be at least 1 (got 0)"),
+        ("dlq replay q --count lots", "--count: 'lots' is not a whole number"),
+        ("pause q extra", "unexpected words: extra"),
+        ("resume", "missing QUEUE"),
+        ("retry q --count 0", "--count: must be at least 1 (got 0)"),
+        ("retry q --count x", "--count: 'x' is not a whole number"),
+        ("drain --max-duration 5min", "--max-duration: '5min' is not a duration"),
+        ("drain --max-duration 11m", "--max-duration: 11m is not within 1s and 10m"),
+        ("drain --max-jobs 0", "--max-jobs: must be at least 1 (got 0)"),
+        ("drain --concurrency 21", "--concurrency: must be at most 20 (got 21)"),
+        ("cron status now", "unexpected words: now"),
+        ("cron history --count 0", "--count: must be at least 1 (got 0)"),
+        ("cron pause --all", "unknown option --all"),
+        ("cron resume x", "unexpected words: x"),
+        ("cron every 5 minutes", "'5 minutes' is not a duration (use e.g. 30s, 5m, 1h"),
+        ("cron every", "missing DURATION"),
+        ("cron every 500ms", "500ms is shorter than 1s"),
+        ("budget --share 0", "--share: must be more than 0 (got 0)"),
+        ("budget --share 101", "--share: must be at most 100 (got 101)"),
+        ("budget --share half", "--share: 'half' is not a number"),
+        ("mode sometimes", "MODE: 'sometimes' is not one of cron, always-on"),
+        ("mode cron --every 5 minutes", "--every: '5' is not a duration"),
+        ("mode cron --every soon", "--every: 'soon' is not a duration"),
+        ("rotate-token --wait 5min", "--wait: '5min' is not a duration"),
+        ("rotate-token --wait 2h", "--wait: 2h is not within 1s and 1h"),
+        ("help --frob", "unknown option --frob"),
+    ],
+)
+def test_mistakes_are_said_in_the_words_typed(line: str, says: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse(*shlex.split(line))
+    message = str(err.value)
+    assert says in message and "\n" not in message
+    for name in INTERNAL:
+        assert name not in message, message
+    typed = set(shlex.split(line))
+    assert not [w for w in INTERNAL_RE.findall(message) if w not in typed], message
+
+
+def test_every_command_is_in_the_mistakes_table() -> None:
+    table = test_mistakes_are_said_in_the_words_typed.pytestmark[0].args[1]  # type: ignore[attr-defined]
+    tried = {resolve(shlex.split(line))[0].name for line, _ in table}
+    assert tried == {c.name for c in all_commands()}

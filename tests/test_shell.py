@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import re
 import select
 import signal
 import socket
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import redis
+from bullmq import Queue
 from conftest import REDIS_URL
 
 from bot.embedded_redis import free_port
@@ -61,8 +64,10 @@ async def test_a_chat_session_through_stdin_with_roles_and_confirmation() -> Non
     session = "\n".join(
         [
             "help",
+            # Piped stdin: nothing is asked (a prompt would eat the next line), --yes runs it.
             'quarantine dsar-jobs --failed-matching "reading .email" --limit 5',
             "y",
+            'quarantine dsar-jobs --failed-matching "reading .email" --limit 5 --yes',
             "dlq list dsar-jobs",
             "!as U999",
             "pause batch-jobs",
@@ -72,10 +77,14 @@ async def test_a_chat_session_through_stdin_with_roles_and_confirmation() -> Non
     code, out, err = await run("shell", "--demo", stdin=session + "\n", QUEUEOPS_ROLES="viewer=*")
     assert code == 0, err
     assert "snapshot [QUEUE ...]" in out  # help
-    assert "would move 5 (the --limit) failed job(s)" in out
-    assert "5 failed job(s) matching" in out
-    assert "'dsar-jobs-dlq' holds 5 job(s)" in out
-    assert "now acting as shell:U999 (viewer)" in out
+    assert (
+        "error: not run: nothing is asked when stdin is not a terminal; to run it, add --yes: "
+        "quarantine dsar-jobs --failed-matching 'reading .email' --limit 5 --yes"
+    ) in out
+    assert "unknown command 'y'" in out  # the next line was read as a command, not an answer
+    assert "5 failed jobs matching" in out
+    assert "'dsar-jobs-dlq' holds 5 jobs" in out
+    assert "now acting as shell:U999, role viewer (QUEUEOPS_ROLES)" in out
     assert "'pause' needs the operator role" in out
 
 
@@ -227,7 +236,8 @@ def redis_server_child(parent: int) -> int:
 
 @pytest.fixture
 def silent_app() -> Iterator[socket.socket]:
-    """An app that takes the drain call and never answers: a command that runs until Ctrl-C."""
+    """An app in DRAIN_URL that takes a drain call and never answers (the demo must not call
+    it: it drains its own app)."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(20)
         yield server
@@ -264,14 +274,59 @@ def test_ctrl_c_cancels_the_line_and_the_shell_goes_on(
     assert "Ctrl-C cancels the line" in terminal.expect("queueops> ")
     terminal.type("snapsh\x03")  # half a line: dropped
     terminal.expect("queueops> ")
-    terminal.type("drain\r")  # hangs on the silent app until cancelled
-    call, _ = silent_app.accept()  # the command is running
+    # The demo's own app drains (never the one in DRAIN_URL): a 30 s job keeps it busy.
+    port = embedded_redis_port(terminal.screen)
+    asyncio.run(add_slow_job(port, "seed-jobs", 30_000))
+    terminal.type("drain seed-jobs\r")
+    wait_until_active(port, "seed-jobs")  # the command is running
     terminal.type("\x03")
     assert "-- cancelled" in terminal.expect("queueops> ", within=10)
     terminal.type("snapshot batch-jobs\r")
     assert "backlog" in terminal.expect("queueops> ")
     assert alive(redis_pid) and terminal.proc.poll() is None
-    call.close()
+    silent_app.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        silent_app.accept()  # DRAIN_URL's app was never called
+
+
+def demo_app_of(screen: str) -> tuple[int, Path]:
+    """The demo app's port and the folder of its .env, as the shell says at start."""
+    found = re.search(r"drain endpoint http://127\.0\.0\.1:(\d+), its \.env (\S+)", screen)
+    assert found, screen
+    return int(found[1]), Path(found[2]).parent
+
+
+def refuses(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+def embedded_redis_port(screen: str) -> int:
+    found = re.search(r"Redis: embedded \([^)]*127\.0\.0\.1:(\d+)\)", screen)
+    assert found, screen
+    return int(found[1])
+
+
+async def add_slow_job(port: int, queue: str, sleep_ms: int) -> None:
+    q = Queue(queue, {"connection": f"redis://127.0.0.1:{port}/0"})
+    try:
+        await q.add("slow", {"sleepMs": sleep_ms})
+    finally:
+        await q.close()
+
+
+def wait_until_active(port: int, queue: str, within: float = 10.0) -> None:
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + within
+        while not client.llen(f"bull:{queue}:active"):
+            assert time.monotonic() < deadline, f"no job of {queue} became active"
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 @pytest.mark.parametrize(
@@ -286,19 +341,25 @@ def test_a_signal_to_the_shell_stops_its_embedded_redis(
     demo_terminal: Terminal, stop: signal.Signals, code: int
 ) -> None:
     redis_pid = redis_server_child(demo_terminal.proc.pid)
+    app_port, app_folder = demo_app_of(demo_terminal.screen)
     demo_terminal.proc.send_signal(stop)
     assert demo_terminal.proc.wait(15) == code
     deadline = time.monotonic() + 10
     while alive(redis_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(redis_pid), "the embedded redis-server outlived the shell"
+    assert refuses(app_port), "the demo's drain endpoint outlived the shell"
+    if stop != signal.SIGKILL:  # unwound: the demo app's .env is gone too
+        assert not app_folder.exists()
 
 
 def test_ctrl_d_leaves_and_stops_the_embedded_redis(demo_terminal: Terminal) -> None:
     redis_pid = redis_server_child(demo_terminal.proc.pid)
+    app_port, app_folder = demo_app_of(demo_terminal.screen)
     demo_terminal.type("\x04")
     assert demo_terminal.proc.wait(15) == 0
     assert not alive(redis_pid)
+    assert refuses(app_port) and not app_folder.exists()
 
 
 def redis_server_children(parent: int) -> set[int]:

@@ -1,4 +1,4 @@
-"""What an incident channel shows: the status message (alert, snapshot, seed 002's triage
+"""What an incident channel shows: the status message (alert, snapshot, the runbook's triage
 checklist, action buttons), the resolution, and the postmortem skeleton.
 
 Built with slack_sdk's block models; the snapshot part is the snapshot command's own view.
@@ -23,9 +23,10 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.slack.blocks import escape, render_blocks
+from bot.text import plural
 from commands.view import Block as ViewBlock
 
-# Seed 002, "Triage checklist (first 10 minutes)".
+# The runbook's "Triage checklist (first 10 minutes)".
 TRIAGE_CHECKLIST = (
     "Acknowledge alert and create incident channel",
     "Snapshot metrics from Prometheus/Grafana for the last 30-60 minutes",
@@ -35,7 +36,7 @@ TRIAGE_CHECKLIST = (
     "Check consumer logs (worker pods) for errors or OOMs",
     "Decide mitigation: throttle producers / scale consumers / pause backfills / dead-letter",
 )
-# Seed 002, "Quick summary (first 5 minutes)".
+# The runbook's "Quick summary (first 5 minutes)".
 FIRST_FIVE_MINUTES = (
     "Snapshot queue state (depth, oldest job age, types)",
     "Root cause category: producer storm, consumer outage, slow processing, retry storm, "
@@ -81,7 +82,8 @@ def status_message(
         ContextBlock(
             elements=[
                 MarkdownTextObject(
-                    text=f"{incident.get('notifications', 1)} notification(s), last at "
+                    text=f"{plural(int(incident.get('notifications', 1)), 'notification')}, "
+                    "last at "
                     f"{utc(incident.get('last_notified_at', incident['opened_at']))}"
                     + (f" · resolved {utc(incident['resolved_at'])}" if resolved else "")
                 )
@@ -133,7 +135,7 @@ def status_message(
 
 
 def postmortem(incident: dict[str, Any], timeline: list[dict[str, Any]]) -> str:
-    """Seed 002 "Post-incident": timeline, then the headings a postmortem needs."""
+    """The runbook's "Post-incident": timeline, then the headings a postmortem needs."""
     rows = [f"• {utc(int(e['at_ms']))[11:16]} {escape(e['text'])}" for e in timeline[-60:]]
     return "\n".join(
         [

@@ -1,6 +1,7 @@
-"""The watcher: built-in alert rules (seeds 002/003) evaluated on what each tick already
-read, adding no Redis polling of its own. A breach opens an incident through the same path
-as an Alertmanager alert (the stream); its end resolves it.
+"""The watcher: built-in alert rules (depth, oldest job, DLQ growth, failed ratio)
+evaluated on what each tick already read, adding no Redis polling of its own. A breach
+opens an incident through the same path as an Alertmanager alert (the stream); its end
+resolves it.
 
 Rules, per queue: depth over WATCH_DEPTH, oldest runnable job older than WATCH_OLDEST,
 DLQ growing since the last tick, failed ratio over WATCH_FAILED_PCT among jobs finished

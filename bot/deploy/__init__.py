@@ -2,4 +2,4 @@
 
 `apprunner` (AWS App Runner, boto3), `dotenv` (a .env file), `none` (report only). Each
 reads the whole set of variables and writes a changed set back without losing any other
-variable (seed 000's lesson: update-service replaces the whole set)."""
+variable (App Runner's update-service replaces the whole set)."""

@@ -1,4 +1,4 @@
-"""`WORKER_MODE_BACKEND=apprunner`: AWS App Runner, through boto3 (seed 000, 3.1 and 6.1).
+"""`WORKER_MODE_BACKEND=apprunner`: AWS App Runner, through boto3.
 
 update_service replaces the whole RuntimeEnvironmentVariables object, so a switch reads the
 service, changes only its own variables, re-reads just before writing and aborts if anything

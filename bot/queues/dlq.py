@@ -7,8 +7,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bullmq.job import optsFromJSON
-
 from bot.errors import Refused
 from bot.queues.batching import CallSizer, ScriptCall, run_round
 from bot.queues.control import is_paused
@@ -52,6 +50,8 @@ def _int(raw: str | None) -> int | None:
 
 def entry_from_hash(job_id: str, fields: Mapping[str, str]) -> DlqEntry:
     """Read a DLQ job hash as npm bullmq stored it, plus our qo.* fields."""
+    from bullmq.job import optsFromJSON  # here: only the commands that read a DLQ need it
+
     opts = _json(fields.get("opts"), {})
     stack = _json(fields.get("stacktrace"), [])
     return DlqEntry(
@@ -73,14 +73,45 @@ def entry_from_hash(job_id: str, fields: Mapping[str, str]) -> DlqEntry:
     )
 
 
+TIED_MAX = 200
+"""The largest group of entries sharing the boundary's time that is read to order it, as
+lua/replay.lua does (past it, the sorted set's own order: time, then the id's bytes)."""
+
+
+def dlq_order(job_id: str, score: float) -> tuple[float, int, int, str, str]:
+    """The DLQ's order, oldest first: its time (the score), then the id, numeric ids as
+    numbers (2 before 14), then the others. lua/replay.lua takes entries in this order."""
+    if job_id.isascii() and job_id.isdigit():
+        digits = job_id.lstrip("0") or "0"
+        return (score, 0, len(digits), digits, job_id)
+    return (score, 1, 0, "", job_id)
+
+
+async def _ordered_ids(store: QueueStore, key: str, limit: int, *, oldest_first: bool) -> list[str]:
+    """The first `limit` ids in the DLQ's order (or its reverse): one range read, and, when
+    the last one read ties with at most TIED_MAX others, one more for them (a bulk
+    quarantine's entries share a time) — the same rule as lua/replay.lua, so a replay's
+    preview lists what the replay takes."""
+    read = store.redis.zrange if oldest_first else store.redis.zrevrange
+    rows: list[Any] = await read(key, 0, limit - 1, withscores=True)
+    page = [(str(row[0]), float(row[1])) for row in rows]
+    if len(page) == limit and page:
+        last = page[-1][1]
+        if await store.redis.zcount(key, last, last) > TIED_MAX:
+            return [job_id for job_id, _ in page]
+        tied = await store.redis.zrangebyscore(key, last, last)
+        page = [row for row in page if row[1] != last] + [(str(i), last) for i in tied]
+    page.sort(key=lambda row: dlq_order(*row), reverse=not oldest_first)
+    return [job_id for job_id, _ in page[:limit]]
+
+
 async def dlq_list(
     store: QueueStore, queue: str, *, limit: int = 20, oldest_first: bool = False
 ) -> DlqListing:
-    """The newest (or oldest: the next to replay) `limit` quarantined jobs: one range read
-    and one pipelined HGETALL batch."""
+    """The newest (or oldest: the next to replay) `limit` quarantined jobs in the DLQ's
+    order (dlq_order): a range read or two and one pipelined HGETALL batch."""
     dlq = store.dlq_keys(queue)
-    read = store.redis.zrange if oldest_first else store.redis.zrevrange
-    ids = [str(i) for i in await read(dlq.key("failed"), 0, limit - 1)]
+    ids = await _ordered_ids(store, dlq.key("failed"), limit, oldest_first=oldest_first)
     async with store.redis.pipeline(transaction=False) as pipe:
         pipe.zcard(dlq.key("failed"))
         for job_id in ids:

@@ -39,6 +39,7 @@ from bot.patterns import MATCH_CHARS, PatternTooSlow, UserPattern
 from bot.queues.batching import CallSizer, ScriptCall, run_round
 from bot.queues.models import BulkQuarantineResult, JobMove
 from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
+from bot.text import plural
 
 MOVABLE_STATES = ("waiting", "paused", "delayed", "prioritized", "failed")
 BATCH_SIZE = 100
@@ -240,7 +241,8 @@ class BulkMoveStopped(OperationFailed):
         self.unconfirmed = unconfirmed
         first_line = (str(cause).splitlines() or [type(cause).__name__])[0]
         super().__init__(
-            f"stopped after moving {len(partial.moved)} failed job(s){self.maybe_more} from "
+            f"stopped after moving {plural(len(partial.moved), 'failed job')}"
+            f"{self.maybe_more} from "
             f"'{partial.queue}' to '{partial.dlq}': {first_line}"
         )
 

@@ -22,6 +22,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.text import plural
 from commands.view import Block as ViewBlock
 from commands.view import Chart, Code, Fields, Heading, Mark, Note, Table, Text
 
@@ -108,7 +109,8 @@ def render_blocks(view: Sequence[ViewBlock]) -> list[Block]:
             ContextBlock(
                 elements=[
                     MarkdownTextObject(
-                        text=f"… {hidden} more block(s) cut; use the CLI for the whole reply"
+                        text=f"… {plural(hidden, 'more block')} cut; "
+                        "use the CLI for the whole reply"
                     )
                 ]
             )

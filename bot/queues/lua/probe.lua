@@ -2,7 +2,7 @@
   probe: which queues have work a drain would do now, for all queues, in ONE command; and,
   for the scheduler's tick, what the watcher needs and a depth sample, in that same command.
 
-  The drain cron calls this every tick, so an idle tick costs one Redis command (seed 001
+  The drain cron calls this every tick, so an idle tick costs one Redis command (a drain endpoint's own check
   pays 4 per queue). Nothing in PyPI or npm bullmq answers "is there runnable work" across
   queues in one call. Without the tick options (ARGV[3] = "0", no extras) it only reads.
 

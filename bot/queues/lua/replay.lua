@@ -93,9 +93,58 @@ local dlqMaxEvents = maxEvents(KEYS[2])
 
 local SUBKEYS = { ":dependencies", ":processed", ":failed", ":unsuccessful" }
 
+-- The DLQ's order, oldest first: its time (the score), then the id, numeric ids as numbers
+-- (2 before 14), so a replay takes what `dlq replay`'s preview lists (bot/queues/dlq.py
+-- orders the same way). Entries quarantined in one bulk call share their time: when the
+-- last entry read ties with others, the whole tied group is read and ordered, but only a
+-- group of at most TIED_MAX (ZCOUNT first, O(log n)): past that the sorted set's own order
+-- (time, then the id's bytes) stands, so a call never reads and sorts thousands of entries
+-- (every call of a replay's round would pay it again, against the 10 ms bound).
+local TIED_MAX = 200
+local function orderKey(id)
+  local digits = string.match(id, "^0*(%d+)$")
+  if digits then
+    return "0" .. string.format("%03d", #digits) .. digits
+  end
+  return "1" .. id
+end
+local function before(a, b)
+  if a[2] ~= b[2] then return a[2] < b[2] end
+  if a[3] ~= b[3] then return a[3] < b[3] end
+  return a[1] < b[1]
+end
+
+local function oldest(key, pass, want)
+  local page = rcall("ZRANGE", key, 0, pass + want - 1, "WITHSCORES")
+  local ids = {}
+  if #page == 0 then return ids end
+  local last = page[#page]
+  if #page / 2 == pass + want and rcall("ZCOUNT", key, last, last) > TIED_MAX then
+    for i = 2 * pass + 1, #page, 2 do ids[#ids + 1] = page[i] end
+    return ids
+  end
+  local rows = {}
+  local lastScore = tonumber(last)
+  local full = #page / 2 == pass + want
+  for i = 1, #page, 2 do
+    local score = tonumber(page[i + 1])
+    if not (full and score == lastScore) then
+      rows[#rows + 1] = { page[i], score, orderKey(page[i]) }
+    end
+  end
+  if full then
+    for _, id in ipairs(rcall("ZRANGEBYSCORE", key, last, last)) do
+      rows[#rows + 1] = { id, lastScore, orderKey(id) }
+    end
+  end
+  table.sort(rows, before)
+  for i = pass + 1, math.min(pass + want, #rows) do ids[#ids + 1] = rows[i][1] end
+  return ids
+end
+
 local out = {}
 local added = false
-for _, id in ipairs(rcall("ZRANGE", KEYS[1], skip, skip + take - 1)) do
+for _, id in ipairs(oldest(KEYS[1], skip, take)) do
   local srcKey = srcBase .. id
   local dlqKey = dlqBase .. id
   local copy = rcall("HMGET", dlqKey, "name", "data", "opts")
