@@ -276,6 +276,42 @@ class Settings(BaseSettings):
             "`d`), several in a row (`1h30m`)",
         },
     )
+    drain_instant: bool = Field(
+        True,
+        validation_alias="DRAIN_INSTANT",
+        description="Instant drains: in cron mode the leading `queueops serve` also blocks on "
+        "every queue's BullMQ marker (the sorted set producers touch when they add a job), "
+        "so a new job is drained within about DRAIN_WAKE_DEBOUNCE instead of waiting for "
+        "the next tick, and a delayed job at its due time. An idle cadence costs one "
+        "blocking command more than the tick. Never in always-on mode (the Workers own the "
+        "markers there). `0` leaves the plain cron.",
+        examples=["0"],
+        json_schema_extra={"section": "Drain endpoint and cron"},
+    )
+    drain_wake_max_ms: Annotated[int | None, NoDecode] = Field(
+        None,
+        validation_alias=AliasChoices("DRAIN_WAKE_MAX", "drain_wake_max_ms"),
+        description="The longest one blocking wait of the instant drains may last (unset: "
+        "the tick's cadence). Some hosted Redis services close connections that block "
+        "longer, or cap blocking timeouts: set it below their limit. Each wait is one "
+        "Redis command, so an idle cadence costs cadence / DRAIN_WAKE_MAX of them.",
+        examples=["1m"],
+        json_schema_extra={
+            "section": "Drain endpoint and cron",
+            "format": "a duration from 1s to 1d (`30s`, `5m`)",
+        },
+    )
+    drain_wake_debounce_ms: Annotated[int, NoDecode] = Field(
+        1_000,
+        validation_alias=AliasChoices("DRAIN_WAKE_DEBOUNCE", "drain_wake_debounce_ms"),
+        description="After a queue's marker wakes the instant drain, how long to wait for "
+        "more jobs before calling the drain endpoint: a burst of 1,000 adds is one drain.",
+        examples=["250ms"],
+        json_schema_extra={
+            "section": "Drain endpoint and cron",
+            "format": "a duration up to 1m (`0` drains at once)",
+        },
+    )
     worker_mode_dotenv: Path | None = Field(
         None,
         validation_alias="WORKER_MODE_DOTENV",
@@ -494,7 +530,12 @@ class Settings(BaseSettings):
         return RoleGrants.parse(None if value is None else str(value))
 
     @field_validator(
-        "drain_every_ms", "watch_oldest_ms", "incident_archive_after_ms", mode="before"
+        "drain_every_ms",
+        "watch_oldest_ms",
+        "incident_archive_after_ms",
+        "drain_wake_max_ms",
+        "drain_wake_debounce_ms",
+        mode="before",
     )
     @classmethod
     def _duration(cls, value: object) -> int | None:
@@ -510,6 +551,18 @@ class Settings(BaseSettings):
     @classmethod
     def _drain_every(cls, value: int) -> int:
         return check_cadence_ms(value)
+
+    @field_validator("drain_wake_max_ms")
+    @classmethod
+    def _wake_max(cls, value: int | None) -> int | None:
+        return None if value is None else check_cadence_ms(value)
+
+    @field_validator("drain_wake_debounce_ms")
+    @classmethod
+    def _wake_debounce(cls, value: int) -> int:
+        if not 0 <= value <= 60_000:
+            raise ValueError(f"{format_duration_ms(value)} is longer than 1m, the longest wait")
+        return value
 
     @property
     def drain_token(self) -> SecretStr | None:

@@ -49,7 +49,8 @@ from bot.dispatch import Dispatcher, make_dispatcher
 from bot.metrics import ALERTS_DEAD_LETTERED, ALERTS_UNHANDLED
 from bot.queues.models import ProbeResult
 from bot.queues.probe import Extra
-from bot.redis_client import make_redis
+from bot.queues.service import QueueService
+from bot.redis_client import make_redis, make_wake_client
 from bot.slack.app import SlackHandlers, build_bolt_app
 from bot.slack.blocks import escape
 from bot.slack.confirmations import Confirmations
@@ -58,6 +59,7 @@ from bot.slack.slash import SlashCommands
 from commands.registry import all_commands
 from commands.snapshot import snapshot_view
 from scheduler.cron import FAILURES_BEFORE_ALERT, DrainCron
+from scheduler.instant import InstantDrain
 from scheduler.state import Mode
 from scheduler.ticker import Ticker
 
@@ -146,6 +148,8 @@ def alert_backlog_note(stream: AlertStream, stats: StreamStats) -> str:
 
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 TICKER = web.AppKey("ticker", Ticker)
+INSTANT = web.AppKey("instant", InstantDrain)
+"""The instant drains, when on (DRAIN_INSTANT with a DRAIN_URL)."""
 READINESS = web.AppKey("readiness", Readiness)
 
 
@@ -182,6 +186,11 @@ def _slack_events(bolt: AsyncApp, slash: SlashCommands) -> Any:
             )
 
     return handle
+
+
+async def runnable_of(service: QueueService, queues: list[str]) -> list[str]:
+    """The queues among these with work a drain would do now: one probe command."""
+    return (await service.probe(queues)).runnable
 
 
 def _alert_upkeep(
@@ -249,6 +258,7 @@ async def build_app(settings: Settings) -> web.Application:
             worker.wake()
 
     cron: DrainCron | None = None
+    instant: InstantDrain | None = None
     if dispatcher.drain is not None and dispatcher.cron is not None:
         alerting = {"on": False}
 
@@ -277,7 +287,18 @@ async def build_app(settings: Settings) -> web.Application:
             owner=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
             all_queues=settings.queues,
             on_streak=drain_streak,
+            promote_due=service.promote_due,
         )
+        if settings.drain_instant:
+            instant = InstantDrain(
+                cron,
+                ticker,
+                lambda timeout_s: make_wake_client(settings, socket_timeout_s=timeout_s),
+                marker_key=lambda queue: service.store.keys(queue).key("marker"),
+                runnable=lambda queues: runnable_of(service, queues),
+                debounce_ms=settings.drain_wake_debounce_ms,
+                wake_max_ms=settings.drain_wake_max_ms,
+            )
     rules = WatchRules(
         settings.watch_depth,
         settings.watch_oldest_ms,
@@ -348,6 +369,8 @@ async def build_app(settings: Settings) -> web.Application:
         )
     app[READINESS] = Readiness(redis, client, stream if worker is not None else None)
     app[TICKER] = ticker
+    if instant is not None:
+        app[INSTANT] = instant
 
     socket_task: list[asyncio.Task[None]] = []
 
@@ -398,6 +421,8 @@ async def build_app(settings: Settings) -> web.Application:
                 dispatcher.in_flight,
                 SHUTDOWN_GRACE_S,
             )
+        if instant is not None:
+            await instant.stop()
         # The tick in progress may be draining; once it is done, hand the lease over so the
         # next replica drains from its next tick instead of waiting out our lease.
         if await ticker.stop_and_wait(SHUTDOWN_GRACE_S) and cron is not None:

@@ -87,3 +87,25 @@ def make_redis(settings: Settings, *, client_name: str | None = None) -> Redis:
     base = pool.connection_class
     pool.connection_class = type(f"Counting{base.__name__}", (_Counting, base), {})
     return Redis.from_pool(pool)
+
+
+WAKE_CLIENT_NAME = "queueops-wake"
+
+
+def make_wake_client(settings: Settings, *, socket_timeout_s: float) -> Redis:
+    """The instant drains' blocking connection (scheduler/instant.py): its own single
+    connection, so no command queues behind a BZPOPMIN of minutes; a socket timeout above
+    the block; no retry (a lost connection is reopened by the caller, with backoff, not
+    re-sent at once); named, so CLIENT LIST shows it; not counted in `commands_sent`, since
+    the tick measures its own cost with that counter and the watch counts its blocks."""
+    return Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=socket_timeout_s,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=0),
+        protocol=DEFAULT_PROTOCOL,
+        client_name=WAKE_CLIENT_NAME,
+        driver_info=_driver_info(),
+        max_connections=1,
+    )

@@ -27,6 +27,7 @@ from commands.parsing import Request, WordParser, number, parse_words
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Fields, Mark, Note
+from scheduler.state import wake_blocks_per_cadence
 
 MONTH_MS = 30 * 24 * 3_600_000
 WORKER_IDLE_PER_MINUTE = 26  # npm bullmq 5.81.5, one idle Worker (bench/idle_tick.py)
@@ -54,10 +55,20 @@ class BudgetReply(Reply):
     snapshot_commands: int
     audit_reads: bool
     queues_configured: bool
+    instant: bool = False
+    """Instant drains (DRAIN_INSTANT, with a DRAIN_URL): the leader also blocks on the
+    queues' markers, `wake_cost` blocking commands a cadence."""
+    wake_cost: int = 0
+    wake_measured: bool = False
+
+    @property
+    def per_tick(self) -> int:
+        """What an idle cadence costs in cron mode: the tick, and the instant drains' wait."""
+        return self.tick_cost + (self.wake_cost if self.instant else 0)
 
     @property
     def cron_month(self) -> int:
-        return math.ceil(MONTH_MS / self.every_ms) * self.tick_cost
+        return math.ceil(MONTH_MS / self.every_ms) * self.per_tick
 
     @property
     def always_on_month(self) -> int:
@@ -67,7 +78,7 @@ class BudgetReply(Reply):
     def fastest_every_ms(self) -> int:
         """The shortest cadence (whole seconds) whose idle cost fits the share of the limit."""
         allowed = self.limit * self.share / 100
-        return max(1000, math.ceil(MONTH_MS * self.tick_cost / allowed / 1000) * 1000)
+        return max(1000, math.ceil(MONTH_MS * self.per_tick / allowed / 1000) * 1000)
 
     def data(self) -> dict[str, Any]:
         current = self.cron_month if self.mode == "cron" else self.always_on_month
@@ -84,6 +95,9 @@ class BudgetReply(Reply):
             "fastestEvery": format_duration_ms(self.fastest_every_ms),
             "snapshotCommands": self.snapshot_commands,
             "readsAudited": self.audit_reads,
+            "instantDrains": self.instant,
+            "wakeCost": self.wake_cost if self.instant else 0,
+            "wakeMeasured": self.instant and self.wake_measured,
         }
 
     def _snapshot_line(self) -> str:
@@ -112,8 +126,10 @@ class BudgetReply(Reply):
                         "cron, every " + d["every"],
                         f"{d['cronIdlePerMonth']:,} a month "
                         f"({self.tick_cost} per idle tick, "
-                        f"{'measured' if self.tick_cost_measured else 'serve measures it'})",
+                        f"{'measured' if self.tick_cost_measured else 'serve measures it'}"
+                        f"{self._wake_part()})",
                     ),
+                    ("instant drains", self._instant_line()),
                     (
                         "always-on",
                         f"{d['alwaysOnIdlePerMonth']:,} a month "
@@ -125,6 +141,22 @@ class BudgetReply(Reply):
                 ]
             ),
         ]
+
+    def _wake_part(self) -> str:
+        if not self.instant:
+            return ""
+        how = "measured" if self.wake_measured else "expected"
+        return f", + {self.wake_cost} blocking wait for instant drains, {how}"
+
+    def _instant_line(self) -> str:
+        every = format_duration_ms(self.every_ms)
+        if not self.instant:
+            return f"off (DRAIN_INSTANT=0): a new job waits up to {every} for the tick"
+        ticks = math.ceil(MONTH_MS / self.every_ms)
+        return (
+            f"on: a new job is drained within seconds instead of up to {every}, for "
+            f"{ticks * self.wake_cost:,} commands a month (DRAIN_INSTANT=0 saves them)"
+        )
 
 
 def parser() -> WordParser:
@@ -156,6 +188,10 @@ async def run(req: BudgetRequest, ctx: CommandContext) -> BudgetReply:
         snapshot_commands=snapshot_cost(audit_reads=ctx.settings.audit_reads),
         audit_reads=ctx.settings.audit_reads,
         queues_configured=ctx.settings.queues is not None,
+        instant=ctx.settings.drain_instant and ctx.drain is not None,
+        wake_cost=status.wake_cost
+        or wake_blocks_per_cadence(status.every_ms, ctx.settings.drain_wake_max_ms),
+        wake_measured=status.wake_cost is not None,
     )
 
 

@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 from bot.durations import format_duration_ms
 from bot.errors import UsageError
 from bot.roles import Role
+from bot.text import plural
 from commands.context import CommandContext
 from commands.parsing import (
     Cadence,
@@ -26,7 +27,7 @@ from commands.parsing import (
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Fields, Mark, Note, Row, Table
-from scheduler.state import CronStatus, DrainRun
+from scheduler.state import CronStatus, DrainRun, wake_blocks_per_cadence
 
 
 def iso(ms: int | None) -> str | None:
@@ -48,6 +49,18 @@ class EveryRequest(Request):
 class CronStatusReply(Reply):
     status: CronStatus
     drain_url_set: bool
+    instant: bool = False
+    """DRAIN_INSTANT is on (and a DRAIN_URL set) for this configuration."""
+    wake_max_ms: int | None = None
+
+    def instant_drains(self) -> dict[str, Any]:
+        """Whether the leader blocks on the queues' markers, and what a cadence of it costs
+        (measured by the leader, else what it should cost)."""
+        s = self.status
+        on = self.instant and s.enabled
+        measured = s.wake_cost is not None
+        blocks = s.wake_cost if measured else wake_blocks_per_cadence(s.every_ms, self.wake_max_ms)
+        return {"on": on, "blocksPerCadence": blocks if on else 0, "measured": on and measured}
 
     def data(self) -> dict[str, Any]:
         s = self.status
@@ -66,6 +79,7 @@ class CronStatusReply(Reply):
             "leader": s.leader,
             "drainUrlSet": self.drain_url_set,
             "offBecause": self.off_because(),
+            "instantDrains": self.instant_drains(),
         }
 
     def off_because(self) -> list[str]:
@@ -95,9 +109,21 @@ class CronStatusReply(Reply):
                     ("last drain", d["lastDrain"] or "-"),
                     ("failed in a row", str(d["failedStreak"])),
                     ("leader", d["leader"] or "-"),
+                    ("instant drains", self._instant_line(d["instantDrains"])),
                 ]
             ),
         ]
+
+    def _instant_line(self, instant: dict[str, Any]) -> str:
+        if not self.instant:
+            return "off (DRAIN_INSTANT=0): a new job waits for the next tick"
+        if not instant["on"]:
+            return "off while the cron is off"
+        how = "measured" if instant["measured"] else "expected"
+        return (
+            "on: a new job is drained within seconds, a delayed one at its time; "
+            f"{plural(instant['blocksPerCadence'], 'blocking command')} a cadence ({how})"
+        )
 
 
 class CronHistoryReply(Reply):
@@ -116,12 +142,13 @@ class CronHistoryReply(Reply):
             return [Note(mark=Mark.INFO, text="no drains yet (idle ticks are only counted)")]
         return [
             Table(
-                columns=["when", "queues", "status", "processed", "failed", "took", "error"],
+                columns=["when", "by", "queues", "status", "processed", "failed", "took", "error"],
                 rows=[
                     Row(
                         mark=Mark.ERROR if r.error else Mark.OK,
                         cells=[
                             iso(r.at_ms) or "-",
+                            "a job's arrival" if r.trigger == "wake" else "the tick",
                             ", ".join(r.queues),
                             str(r.status or "-"),
                             str(r.processed),
@@ -194,7 +221,10 @@ def parse_every(words: Sequence[str]) -> EveryRequest:
 
 async def run_status(req: NoArgs, ctx: CommandContext) -> CronStatusReply:
     return CronStatusReply(
-        status=await ctx.cron_state().status(), drain_url_set=ctx.drain is not None
+        status=await ctx.cron_state().status(),
+        drain_url_set=ctx.drain is not None,
+        instant=ctx.settings.drain_instant and ctx.drain is not None,
+        wake_max_ms=ctx.settings.drain_wake_max_ms,
     )
 
 

@@ -27,6 +27,7 @@ from commands.parsing import Cadence, Request, WordParser, cadence_argument, par
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Fields, Mark, Note, Row, Table
+from scheduler.state import wake_blocks_per_cadence
 
 USAGE = "mode | mode always-on | mode cron [--every 5m]"
 INPROCESS = {"cron": "0", "always-on": "1"}
@@ -79,6 +80,9 @@ class ModePreview(Reply):
     every: str
     confirm_words: list[str]
     drain_url_set: bool = True
+    instant: bool = False
+    """In cron mode, instant drains too (DRAIN_INSTANT): `wake_month` of the idle cost."""
+    wake_month: int = 0
 
     def view(self) -> list[Block]:
         blocks: list[Block] = [
@@ -110,8 +114,19 @@ class ModePreview(Reply):
             cron = f"on, every {self.every}"
         else:
             cron = f"stays off while DRAIN_URL is unset (then every {self.every})"
-        blocks.append(Fields(items=[("drain cron", cron)]))
+        items = [("drain cron", cron)]
+        if self.target == "cron" and self.drain_url_set:
+            items.append(("instant drains", self._instant_line()))
+        blocks.append(Fields(items=items))
         return blocks
+
+    def _instant_line(self) -> str:
+        if not self.instant:
+            return f"off (DRAIN_INSTANT=0): a new job waits up to {self.every} for a tick"
+        return (
+            "on: a new job is drained within seconds, not at the next tick "
+            f"({self.wake_month:,} of the commands a month: DRAIN_INSTANT=0 saves them)"
+        )
 
 
 class ModeChanged(Reply):
@@ -167,9 +182,11 @@ def parse(words: Sequence[str]) -> ModeRequest:
     return parse_words(ModeRequest, parser(), words)
 
 
-def _monthly(mode: str, every_ms: int, queues: int, tick_cost: int) -> int:
+def _monthly(mode: str, every_ms: int, queues: int, tick_cost: int, wake_cost: int = 0) -> int:
+    """Idle Redis commands a month: the tick (and the instant drains' waits) in cron mode,
+    the Workers' polling in always-on mode."""
     if mode == "cron":
-        return math.ceil(MONTH_MS / every_ms) * tick_cost
+        return math.ceil(MONTH_MS / every_ms) * (tick_cost + wake_cost)
     return queues * WORKER_IDLE_PER_MINUTE * MONTH_MS // 60_000
 
 
@@ -185,6 +202,14 @@ async def preview(req: ModeRequest, ctx: CommandContext) -> ModePreview:
     every = req.every_ms or status.every_ms
     queues = len(await ctx.queues.queue_names()) or 1
     cost = status.idle_tick_cost or 1
+    instant = ctx.settings.drain_instant and ctx.drain is not None
+
+    def wake(every_ms: int) -> int:
+        if not instant:
+            return 0
+        measured = status.wake_cost if every_ms == status.every_ms else None
+        return measured or wake_blocks_per_cadence(every_ms, ctx.settings.drain_wake_max_ms)
+
     changes = (
         diff(env, {"WORKER_INPROCESS": INPROCESS[req.target]}) if backend.name != "none" else []
     )
@@ -200,11 +225,13 @@ async def preview(req: ModeRequest, ctx: CommandContext) -> ModePreview:
         target=req.target,
         backend=backend.name,
         changes=changes,
-        ops_before=_monthly(status.mode, status.every_ms, queues, cost),
-        ops_after=_monthly(req.target, every, queues, cost),
+        ops_before=_monthly(status.mode, status.every_ms, queues, cost, wake(status.every_ms)),
+        ops_after=_monthly(req.target, every, queues, cost, wake(every)),
         every=format_duration_ms(every),
         confirm_words=words,
         drain_url_set=ctx.drain is not None,
+        instant=instant,
+        wake_month=math.ceil(MONTH_MS / every) * wake(every),
     )
 
 

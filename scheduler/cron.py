@@ -21,7 +21,7 @@ from bot.metrics import DRAIN_CALL_SECONDS, DRAIN_TICKS, DRAINS
 from bot.queues.models import ProbeResult
 from bot.queues.probe import Extra
 from scheduler.state import CronState, DrainRun
-from scheduler.ticker import IDLE_TICK_COST, Ticker
+from scheduler.ticker import IDLE_TICK_COST, WAKE_COST, Ticker
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class DrainCron:
         all_queues: Sequence[str] | None = None,
         on_streak: FailureReport | None = None,
         max_duration_ms: int = DRAIN_MAX_MS,
+        promote_due: Callable[[str], Awaitable[int]] | None = None,
     ) -> None:
         self.ticker = ticker
         self.state = state
@@ -64,15 +65,25 @@ class DrainCron:
         self.all_queues = list(all_queues) if all_queues else None
         self.on_streak = on_streak
         self.max_duration_ms = max_duration_ms
+        self.promote_due = promote_due
+        """Before a queue is drained, its due delayed jobs are moved to wait: an endpoint
+        that checks for waiting work starts no Worker (whose moveToActive would promote
+        them) for a queue whose only work is due delayed jobs (lua/promote_due.lua)."""
         self.lease_ttl_ms = lease_ttl_ms(ticker.every_ms)
-        self._draining = False
+        self._drain_lock = asyncio.Lock()
+        self.on = False
+        """The last tick found the mode cron and the cron not paused."""
+        self.leading = False
+        """The last tick found this replica holding the leader lease."""
         self.index = ticker.add_extra(self._extra())
         ticker.add_hook(self.on_tick)
 
     def _extra(self) -> Extra:
         """The tick's lease part: take or renew the lease for `lease_ttl_ms`."""
         args = (self.state.lease_key, self.owner, str(self.lease_ttl_ms))
-        return Extra("cron", self.state.key, (*args, self.state.default_mode, IDLE_TICK_COST))
+        return Extra(
+            "cron", self.state.key, (*args, self.state.default_mode, IDLE_TICK_COST, WAKE_COST)
+        )
 
     async def on_tick(self, result: ProbeResult) -> None:
         mode, paused, every, leader = result.extras[self.index]  # type: ignore[misc]
@@ -81,24 +92,32 @@ class DrainCron:
             self.ticker.reschedule(stored)
             self.lease_ttl_ms = lease_ttl_ms(stored)
             self.ticker.replace_extra(self.index, self._extra())
-        if not int(leader):
-            off = mode != "cron" or str(paused) == "1"
-            DRAIN_TICKS.labels("off" if off else "not-leader").inc()
+        self.on = mode == "cron" and str(paused) != "1"
+        self.leading = bool(int(leader))
+        if not self.leading:
+            DRAIN_TICKS.labels("not-leader" if self.on else "off").inc()
             return
         runnable = result.runnable
         if not runnable:
             DRAIN_TICKS.labels("idle").inc()
             return
-        if self._draining:
+        if self._drain_lock.locked():
             return  # this replica's previous drain is still running: counted when it ends
-        self._draining = True
-        try:
+        async with self._drain_lock:
             run = await self.run(runnable, at_ms=result.at_ms)
-        finally:
-            self._draining = False
         DRAIN_TICKS.labels("failed" if run.error else "drained").inc()
 
-    async def run(self, queues: Sequence[str], *, at_ms: int) -> DrainRun:
+    async def drain_now(self, queues: Sequence[str]) -> DrainRun | None:
+        """A drain outside the tick (an instant drain woken by a queue's marker), under the
+        same lease and history: only while this replica leads (checked now, one command),
+        after any drain of ours still running. None when another replica leads."""
+        async with self._drain_lock:
+            if not await self.state.renew_lease(self.owner, self.lease_ttl_ms):
+                self.leading = False
+                return None
+            return await self.run(queues, at_ms=int(time.time() * 1000), trigger="wake")
+
+    async def run(self, queues: Sequence[str], *, at_ms: int, trigger: str = "tick") -> DrainRun:
         started = time.monotonic()
         calls: list[str | None]
         if self.all_queues is not None and set(queues) == set(self.all_queues):
@@ -109,6 +128,12 @@ class DrainCron:
         status: int | None = 200
         error = None
         async with self._holding_lease():
+            if self.promote_due is not None:
+                for name in queues:
+                    try:
+                        await self.promote_due(name)
+                    except Exception as err:  # the drain may still find waiting work
+                        log.warning("cron: could not promote %s's due delayed jobs: %s", name, err)
             for queue in calls:
                 called, outcome = time.monotonic(), "failed"
                 try:
@@ -133,6 +158,7 @@ class DrainCron:
             failed=failed,
             duration_ms=int((time.monotonic() - started) * 1000),
             error=error,
+            trigger=trigger,
         )
         streak = await self.state.record(run, self.owner)
         if streak < 0:

@@ -11,6 +11,7 @@ recorded by the tick's own command (bot/queues/lua/probe.lua, extra "cron").
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Literal
 
@@ -58,6 +59,8 @@ class DrainRun(BaseModel):
     failed: int = 0
     duration_ms: int = 0
     error: str | None = None
+    trigger: str = "tick"
+    """What started it: "tick" (the cadence) or "wake" (a queue's marker: instant drains)."""
 
 
 class CronStatus(BaseModel):
@@ -70,6 +73,9 @@ class CronStatus(BaseModel):
     failed_streak: int
     leader: str | None
     idle_tick_cost: int | None
+    wake_cost: int | None = None
+    """Blocking commands the instant drains sent over the leader's last idle cadence (as it
+    measured them); None while instant drains are off."""
 
     @property
     def enabled(self) -> bool:
@@ -107,6 +113,7 @@ class CronState:
             last_drain_ms=num("last_drain"),
             failed_streak=num("failed_streak") or 0,
             idle_tick_cost=num("idle_tick_cost"),
+            wake_cost=num("wake_cost"),
             leader=str(leader) if leader else None,
         )
 
@@ -150,6 +157,17 @@ class CronState:
     async def history(self, count: int = 20) -> list[DrainRun]:
         rows = await self.redis.lrange(self.history_key, 0, count - 1)
         return [DrainRun.model_validate(json.loads(r)) for r in rows]
+
+
+def wake_block_ms(every_ms: int, wake_max_ms: int | None) -> int:
+    """One blocking wait of the instant drains: the cadence, or DRAIN_WAKE_MAX if shorter."""
+    return min(every_ms, wake_max_ms) if wake_max_ms else every_ms
+
+
+def wake_blocks_per_cadence(every_ms: int, wake_max_ms: int | None) -> int:
+    """What the instant drains should cost over an idle cadence: one blocking command per
+    wait (scheduler/instant.py measures what they really sent)."""
+    return math.ceil(every_ms / wake_block_ms(every_ms, wake_max_ms))
 
 
 def now_ms() -> int:

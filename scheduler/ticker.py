@@ -29,6 +29,9 @@ TickHook = Callable[[ProbeResult], Awaitable[None]]
 IDLE_TICK_COST = "$idle_tick_cost"
 """An extra's argument replaced, at each tick, by the Redis commands this process sent for
 its last idle tick (counted by bot.redis_client), or "" before the first one."""
+WAKE_COST = "$wake_cost"
+"""An extra's argument replaced, at each tick, by what the instant drains' blocking waits
+cost over the last cadence (scheduler/instant.py), or "" when none run in this process."""
 CHART_WINDOW_MS = 3_600_000
 
 
@@ -43,6 +46,8 @@ class Ticker:
         self.scheduler: AsyncIOScheduler | None = None
         self.ticks = 0
         self.idle_tick_cost: int | None = None
+        self.wake_cost: Callable[[], str] = lambda: ""
+        """What WAKE_COST becomes at a tick: set by the instant drains when they run."""
         self._running = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -74,11 +79,14 @@ class Ticker:
 
     async def _tick(self) -> ProbeResult | None:
         before = commands_sent()
-        cost = "" if self.idle_tick_cost is None else str(self.idle_tick_cost)
+        values = {
+            IDLE_TICK_COST: "" if self.idle_tick_cost is None else str(self.idle_tick_cost),
+            WAKE_COST: self.wake_cost(),
+        }
         options = replace(
             self.options,
             extras=tuple(
-                replace(e, args=tuple(cost if a == IDLE_TICK_COST else a for a in e.args))
+                replace(e, args=tuple(values.get(a, a) for a in e.args))
                 for e in self.options.extras
             ),
         )

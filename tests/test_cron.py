@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cli_runner import run_cli
-from conftest import REDIS_URL
+from conftest import REDIS_URL, NodeCall
 from drain_helpers import TOKEN, Endpoint, add_jobs
 from slack_helpers import MakeBot
 from slack_stub import SlackStub
@@ -32,9 +32,17 @@ async def requests_seen(endpoint: Endpoint, within: float = 0.3) -> list[dict[st
 
 
 async def cron_bot(make_bot: MakeBot, endpoint: Endpoint, **extra: Any) -> Any:
-    return await make_bot(
-        queues="a,b", drain_url=endpoint.url, cron_secret=TOKEN, drain_every_ms=3_600_000, **extra
-    )
+    """A bot whose drains come from its ticks only (the plain cron: instant drains, which a
+    marker wakes between ticks, have tests/test_instant_drain.py)."""
+    values: dict[str, Any] = {
+        "queues": "a,b",
+        "drain_url": endpoint.url,
+        "cron_secret": TOKEN,
+        "drain_every_ms": 3_600_000,
+        "drain_instant": False,
+        **extra,
+    }
+    return await make_bot(**values)
 
 
 async def test_idle_ticks_call_nothing_and_work_drains_only_that_queue(
@@ -116,9 +124,7 @@ async def test_a_wrong_token_is_one_line_and_k_failures_raise_an_alert(
     prefix: str,
     redis: aioredis.Redis,
 ) -> None:
-    bot = await make_bot(
-        queues="a,b", drain_url=endpoint.url, cron_secret="not-the-token", drain_every_ms=3_600_000
-    )
+    bot = await cron_bot(make_bot, endpoint, cron_secret="not-the-token")
     await add_jobs(REDIS_URL, prefix, "a", ["x"])
     for _ in range(3):
         await bot.app[TICKER].tick()
@@ -270,3 +276,28 @@ async def test_a_cadence_stored_out_of_bounds_is_kept_within_a_day(
     assert bot.app[TICKER].every_ms == 86_400_000
     code, out, _ = await queueops("cron", "status", "--json", prefix=prefix, DRAIN_URL=endpoint.url)
     assert code == 0 and json.loads(out)["everySeconds"] == 300  # the CLI's DRAIN_EVERY, 5m
+
+
+async def test_a_due_delayed_job_is_promoted_so_the_drain_runs_it(
+    make_bot: MakeBot, endpoint: Endpoint, node: NodeCall, redis: aioredis.Redis, prefix: str
+) -> None:
+    """The endpoint looks for waiting work (getJobCounts), so a queue whose only work is a
+    due delayed job would start no Worker: the cron moves such jobs to wait first, as a
+    Worker's moveToActive would (bot/queues/lua/promote_due.lua). A job not yet due stays."""
+    bot = await cron_bot(make_bot, endpoint)
+    await node(
+        "add",
+        queue="a",
+        jobs=[
+            {"name": "soon", "opts": {"delay": 200}},
+            {"name": "later", "opts": {"delay": 600_000}},
+        ],
+    )
+    await asyncio.sleep(0.4)
+    await bot.app[TICKER].tick()
+    [call] = await requests_seen(endpoint, 3)
+    assert (call["queue"], call["processed"]) == ("a", 1)
+    counts = (await node("counts", queues=["a"]))["a"]
+    assert (counts["completed"], counts["delayed"], counts["waiting"]) == (1, 1, 0)
+    events = await redis.xrange(f"{prefix}:a:events")
+    assert any(e[1].get("event") == "waiting" and e[1].get("prev") == "delayed" for e in events)

@@ -77,6 +77,30 @@ async def resume(store: QueueStore, queue: str, *, chunk: int = MERGE_CHUNK) -> 
     return was
 
 
+PROMOTE_BATCH = 200
+"""Due delayed jobs moved per call of lua/promote_due.lua: about 7 commands each, so a
+call stays near a millisecond however many are due."""
+
+
+async def promote_due(store: QueueStore, queue: str, *, now_ms: int | None = None) -> int:
+    """Move `queue`'s delayed jobs whose time has come to wait, as a Worker's moveToActive
+    would (see lua/promote_due.lua for why by hand); one call per PROMOTE_BATCH jobs, one
+    call when none are due. Returns how many moved."""
+    keys = store.keys(queue)
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    names = ("delayed", "wait", "paused", "prioritized", "meta", "events", "pc", "marker")
+    moved = 0
+    while True:
+        batch = int(
+            await store.scripts.promote_due(
+                keys=[keys.key(n) for n in names], args=[keys.base, now, PROMOTE_BATCH]
+            )
+        )
+        moved += batch
+        if batch < PROMOTE_BATCH:
+            return moved
+
+
 async def retry_failed(
     store: QueueStore, queue: str, *, count: int | None, batch: int = RETRY_BATCH
 ) -> int:

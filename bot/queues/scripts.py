@@ -27,6 +27,7 @@ class Scripts:
     failed_page: AsyncScript
     replay: AsyncScript
     pause: AsyncScript
+    promote_due: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
@@ -38,6 +39,7 @@ class Scripts:
                 "quarantine",
                 "quarantine_failed",
                 "failed_page",
+                "promote_due",
                 "replay",
                 "pause",
             )

@@ -170,5 +170,9 @@ class QueueService:
     async def resume(self, queue: str) -> bool:
         return await control.resume(self.store, await self.require_queue(queue))
 
+    async def promote_due(self, queue: str) -> int:
+        """Delayed jobs of `queue` whose time has come, moved to wait (before a drain)."""
+        return await control.promote_due(self.store, queue)
+
     async def retry(self, queue: str, *, count: int | None) -> int:
         return await control.retry_failed(self.store, await self.require_queue(queue), count=count)

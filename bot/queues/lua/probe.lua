@@ -18,12 +18,14 @@
   ARGV[6..]   extras, each "kind key [arg]" counted after the queues:
               "xpending <stream> <group>"  entries pending in a consumer group
               "zdue <zset> <max score>"    members scored at or under max ("now": ARGV[5])
-              "cron <hash> <lease> <owner> <ttl ms> <default mode> <idle tick cost>"  the
-                drain cron: when the mode is cron and it is not paused, take or renew the
-                leader lease (SET NX PX / PEXPIRE by its owner), and as leader record the
-                tick (last_tick, and idle_ticks, last_idle and the cost the bot measured for
-                its previous idle tick when no queue has work): an idle tick is then
-                recorded by this same command. Returns {mode, paused, every_ms, leader}.
+              "cron <hash> <lease> <owner> <ttl ms> <default mode> <idle tick cost>
+                <wake cost>"  the drain cron: when the mode is cron and it is not paused,
+                take or renew the leader lease (SET NX PX / PEXPIRE by its owner), and as
+                leader record the tick (last_tick, and idle_ticks, last_idle and the cost the
+                bot measured for its previous idle tick when no queue has work, and the
+                instant drains' blocking commands over that cadence: "" is none running, so
+                wake_cost is deleted): an idle tick is then recorded by this same command.
+                Returns {mode, paused, every_ms, leader}.
 
   Returns { per queue: { paused, ready, dueDelayed, stalled, failed, completed, dlq,
   oldestRunnableSince or -1, counts[8] }, ..., extras: { count, ... } }, counts as
@@ -149,11 +151,16 @@ while i <= #ARGV do
           if ARGV[i + 6] ~= "" then
             rcall("HSET", cron, "idle_tick_cost", ARGV[i + 6])
           end
+          if ARGV[i + 7] ~= "" then
+            rcall("HSET", cron, "wake_cost", ARGV[i + 7])
+          else
+            rcall("HDEL", cron, "wake_cost")
+          end
         end
       end
     end
     extras[#extras + 1] = { mode, paused, fields[3] or "", leader }
-    i = i + 7
+    i = i + 8
   else
     return redis.error_reply("probe: unknown extra " .. tostring(kind))
   end
