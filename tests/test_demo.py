@@ -45,7 +45,7 @@ async def test_every_command_works_in_the_demo() -> None:
     assert "drain cron on, every 5m" in out
     assert re.search(r"batch-jobs, dsar-jobs, seed-jobs\s+200\s+31\s+18", out), out
     assert "idle ticks       2" in out and "queueops-shell-demo" in out
-    assert "(1 per idle tick, measured)" in out
+    assert "(1 per idle tick, measured, + 1 blocking wait for instant drains" in out
     # mode through the dotenv backend, there and back (`mode` reads the .env back)
     assert "worker mode: cron (backend dotenv, WORKER_INPROCESS=0)" in out
     assert "worker mode is now always-on (verified); drain cron off" in out
