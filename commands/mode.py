@@ -70,6 +70,15 @@ class ModeReply(Reply):
         ]
 
 
+def cron_words(mode: str, every: str, drain_url_set: bool) -> str:
+    """What the drain cron does in `mode`: "off", "on, every 5m", or why it stays off."""
+    if mode != "cron":
+        return "off"
+    if drain_url_set:
+        return f"on, every {every}"
+    return f"stays off while DRAIN_URL is unset (then every {every})"
+
+
 class ModePreview(Reply):
     current: str
     target: str
@@ -108,13 +117,7 @@ class ModePreview(Reply):
                     mark=Mark.INFO, text=f"no variable of the app changes ({self.backend} backend)"
                 )
             )
-        if self.target != "cron":
-            cron = "off"
-        elif self.drain_url_set:
-            cron = f"on, every {self.every}"
-        else:
-            cron = f"stays off while DRAIN_URL is unset (then every {self.every})"
-        items = [("drain cron", cron)]
+        items = [("drain cron", cron_words(self.target, self.every, self.drain_url_set))]
         if self.target == "cron" and self.drain_url_set:
             items.append(("instant drains", self._instant_line()))
         blocks.append(Fields(items=items))
@@ -147,12 +150,7 @@ class ModeChanged(Reply):
         }
 
     def view(self) -> list[Block]:
-        if self.mode != "cron":
-            cron = "drain cron off"
-        elif self.drain_url_set:
-            cron = f"drain cron on, every {self.every}"
-        else:
-            cron = f"drain cron off while DRAIN_URL is unset (then every {self.every})"
+        cron = "drain cron " + cron_words(self.mode, self.every, self.drain_url_set)
         check = "verified" if self.verified else "not verifiable with backend none"
         return [Note(mark=Mark.OK, text=f"worker mode is now {self.mode} ({check}); {cron}")]
 

@@ -366,6 +366,6 @@ async def test_mode_cron_preview_says_the_cron_stays_off_without_drain_url(
     )
     done = await say(d, *[shlex.join(asked.words)])
     text = render_text(done.view())
-    assert "drain cron off while DRAIN_URL is unset" in text
+    assert "drain cron stays off while DRAIN_URL is unset" in text
     status = await say(d, "cron status")
     assert "DRAIN_URL is not set" in status.data()["offBecause"]
