@@ -395,7 +395,7 @@ async def build_app(settings: Settings) -> web.Application:
                     log.info("worker mode from App Runner: %s", mode)
             except Exception as err:
                 log.warning("could not read the worker mode from App Runner: %s", err)
-        ticker.start()
+        ticker.start(first_now=instant is not None)
 
     async def start_alerts(app: web.Application) -> None:
         """The worker reads what arrived while none ran, and retries what a crashed process

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
@@ -107,7 +108,10 @@ class Ticker:
             self.idle_tick_cost = commands_sent() - before
         return result
 
-    def start(self) -> None:
+    def start(self, *, first_now: bool = False) -> None:
+        """Tick every `every_ms`; `first_now`: the first tick at once rather than one
+        cadence after start (instant drains begin with the first tick that finds this
+        replica leading, which must not wait out a 5-minute cadence after each deploy)."""
         self.scheduler = AsyncIOScheduler(
             job_defaults={
                 "coalesce": True,
@@ -120,6 +124,7 @@ class Ticker:
             IntervalTrigger(seconds=self.every_ms / 1000),
             id="tick",
             replace_existing=True,
+            **({"next_run_time": datetime.now(UTC)} if first_now else {}),
         )
         self.scheduler.start()
 

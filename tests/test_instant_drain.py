@@ -222,3 +222,16 @@ async def test_the_measured_wake_cost_reaches_cron_status_and_budget(
     budget = json.loads(out)
     assert budget["wakeCost"] == 1 and budget["wakeMeasured"] and budget["idleTickCommands"] == 1
     assert budget["cronIdlePerMonth"] == 8640 * 2  # the probe and the block, every 5 minutes
+
+
+async def test_serve_watches_from_its_first_tick_at_start_not_a_cadence_later(
+    make_bot: MakeBot, endpoint: Endpoint, node: NodeCall
+) -> None:
+    bot = await instant_bot(make_bot, endpoint)  # no tick by hand: the scheduler's own
+
+    async def watching() -> bool:
+        return watch_of(bot).running
+
+    await until(watching, within=3)
+    await node("add", queue="b", jobs=[{"name": "x"}])
+    await until(completed(node, "b", 1), within=5)

@@ -152,6 +152,7 @@ async def test_drain_ticks_are_counted_by_outcome(
         "queues": "a,b",
         "drain_url": endpoint.url,
         "drain_every_ms": 3_600_000,
+        "drain_instant": False,  # ticks by hand only: no start-up tick, no wake-up drains
     }
     one = await make_bot(cron_secret=TOKEN, **settings)
     two = await make_bot(cron_secret=TOKEN, **settings)
