@@ -108,6 +108,10 @@ def parse(words: Sequence[str]) -> DrainRequest:
 async def run(req: DrainRequest, ctx: CommandContext) -> DrainReply:
     if ctx.drain is None:
         raise OperationFailed("DRAIN_URL is not set: queueops does not know the app to drain")
+    # Due delayed jobs first, as the cron does: an endpoint that looks for waiting work
+    # would start no Worker for them (bot/queues/lua/promote_due.lua).
+    for queue in [req.queue] if req.queue else await ctx.queues.queue_names():
+        await ctx.queues.promote_due(queue)
     result = await ctx.drain.drain(
         req.queue,
         max_duration_ms=req.max_duration_ms,

@@ -301,3 +301,15 @@ async def test_a_due_delayed_job_is_promoted_so_the_drain_runs_it(
     assert (counts["completed"], counts["delayed"], counts["waiting"]) == (1, 1, 0)
     events = await redis.xrange(f"{prefix}:a:events")
     assert any(e[1].get("event") == "waiting" and e[1].get("prev") == "delayed" for e in events)
+
+
+async def test_the_drain_command_promotes_due_delayed_jobs_too(
+    endpoint: Endpoint, node: NodeCall, prefix: str
+) -> None:
+    await node("add", queue="b", jobs=[{"name": "soon", "opts": {"delay": 100}}])
+    await asyncio.sleep(0.3)
+    code, out, err = await queueops(
+        "drain", "b", "--json", prefix=prefix, DRAIN_URL=endpoint.url, CRON_SECRET=TOKEN
+    )
+    assert code == 0, err
+    assert json.loads(out)["result"]["totalProcessed"] == 1
