@@ -27,6 +27,7 @@ from redis.asyncio.connection import ConnectionPool
 from bot.durations import check_cadence_ms, format_duration_ms, parse_duration_ms
 from bot.errors import ConfigError
 from bot.roles import RoleGrants
+from bot.text import plain_pydantic_message
 from bot.urls import hide_url_credentials, url_fit_to_show
 
 # Validators use fullmatch: with match() and '$', "orders\n" passed ('$' matches before a
@@ -618,10 +619,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:
         first = err.errors()[0]
-        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        message = plain_pydantic_message(first)
         bad = first.get("input")
-        if isinstance(bad, str) and "'" not in message and len(bad) < 80:
-            message = f"{message} (got {bad!r})"
+        if isinstance(bad, str) and "'" not in message and "(got" not in message:
+            message = f"{message} (got {bad[:80]!r})"
         # Whatever a message quotes, a URL in it loses its credentials (REDIS_URL, DRAIN_URL).
         message = hide_url_credentials(message)
         raise ConfigError(f"{_env_name(tuple(first.get('loc', ())))}: {message}") from None
