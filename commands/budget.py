@@ -27,7 +27,6 @@ from commands.parsing import Request, WordParser, number, parse_words
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Fields, Mark, Note
-from scheduler.state import wake_blocks_per_cadence
 
 MONTH_MS = 30 * 24 * 3_600_000
 WORKER_IDLE_PER_MINUTE = 26  # npm bullmq 5.81.5, one idle Worker (bench/idle_tick.py)
@@ -188,9 +187,8 @@ async def run(req: BudgetRequest, ctx: CommandContext) -> BudgetReply:
         snapshot_commands=snapshot_cost(audit_reads=ctx.settings.audit_reads),
         audit_reads=ctx.settings.audit_reads,
         queues_configured=ctx.settings.queues is not None,
-        instant=ctx.settings.drain_instant and ctx.drain is not None,
-        wake_cost=status.wake_cost
-        or wake_blocks_per_cadence(status.every_ms, ctx.settings.drain_wake_max_ms),
+        instant=ctx.instant_drains,
+        wake_cost=status.wake_blocks(status.every_ms, ctx.settings.drain_wake_max_ms),
         wake_measured=status.wake_cost is not None,
     )
 

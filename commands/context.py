@@ -24,6 +24,11 @@ class CommandContext:
     drain: DrainClient | None = None
     """None when DRAIN_URL is not set."""
 
+    @property
+    def instant_drains(self) -> bool:
+        """Instant drains are configured: DRAIN_INSTANT on, and an app to drain."""
+        return self.settings.drain_instant and self.drain is not None
+
     def cron_state(self) -> CronState:
         """The drain cron's state; every entry point gives one (bot.dispatch)."""
         if self.cron is None:

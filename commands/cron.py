@@ -27,7 +27,7 @@ from commands.parsing import (
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Fields, Mark, Note, Row, Table
-from scheduler.state import CronStatus, DrainRun, wake_blocks_per_cadence
+from scheduler.state import CronStatus, DrainRun
 
 
 def iso(ms: int | None) -> str | None:
@@ -59,7 +59,7 @@ class CronStatusReply(Reply):
         s = self.status
         on = self.instant and s.enabled
         measured = s.wake_cost is not None
-        blocks = s.wake_cost if measured else wake_blocks_per_cadence(s.every_ms, self.wake_max_ms)
+        blocks = s.wake_blocks(s.every_ms, self.wake_max_ms)
         return {"on": on, "blocksPerCadence": blocks if on else 0, "measured": on and measured}
 
     def data(self) -> dict[str, Any]:
@@ -223,7 +223,7 @@ async def run_status(req: NoArgs, ctx: CommandContext) -> CronStatusReply:
     return CronStatusReply(
         status=await ctx.cron_state().status(),
         drain_url_set=ctx.drain is not None,
-        instant=ctx.settings.drain_instant and ctx.drain is not None,
+        instant=ctx.instant_drains,
         wake_max_ms=ctx.settings.drain_wake_max_ms,
     )
 

@@ -27,7 +27,6 @@ from commands.parsing import Cadence, Request, WordParser, cadence_argument, par
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Fields, Mark, Note, Row, Table
-from scheduler.state import wake_blocks_per_cadence
 
 USAGE = "mode | mode always-on | mode cron [--every 5m]"
 INPROCESS = {"cron": "0", "always-on": "1"}
@@ -200,13 +199,10 @@ async def preview(req: ModeRequest, ctx: CommandContext) -> ModePreview:
     every = req.every_ms or status.every_ms
     queues = len(await ctx.queues.queue_names()) or 1
     cost = status.idle_tick_cost or 1
-    instant = ctx.settings.drain_instant and ctx.drain is not None
+    instant = ctx.instant_drains
 
     def wake(every_ms: int) -> int:
-        if not instant:
-            return 0
-        measured = status.wake_cost if every_ms == status.every_ms else None
-        return measured or wake_blocks_per_cadence(every_ms, ctx.settings.drain_wake_max_ms)
+        return status.wake_blocks(every_ms, ctx.settings.drain_wake_max_ms) if instant else 0
 
     changes = (
         diff(env, {"WORKER_INPROCESS": INPROCESS[req.target]}) if backend.name != "none" else []

@@ -177,12 +177,10 @@ class InstantDrain:
             with contextlib.suppress(RedisError, OSError):
                 await client.aclose()
 
-    def _client_for(self, block_s: float) -> Redis:
+    async def _client_for(self, block_s: float) -> Redis:
         """The blocking client; reopened when a longer block needs a longer socket timeout."""
         if self._client is None or self._client_timeout_s < block_s + SOCKET_MARGIN_S:
-            if self._client is not None:
-                stale = self._client
-                asyncio.get_running_loop().create_task(stale.aclose())
+            await self._close_client()
             self._client_timeout_s = block_s + SOCKET_MARGIN_S
             self._client = self.open_client(self._client_timeout_s)
         return self._client
@@ -196,7 +194,7 @@ class InstantDrain:
             if not by_key:
                 await asyncio.sleep(block_s)
                 continue
-            client = self._client_for(block_s)
+            client = await self._client_for(block_s)
             try:
                 if failing:  # say it is back as soon as it is, not a whole block later
                     await client.ping()

@@ -81,6 +81,13 @@ class CronStatus(BaseModel):
     def enabled(self) -> bool:
         return self.mode == "cron" and not self.paused
 
+    def wake_blocks(self, every_ms: int, wake_max_ms: int | None) -> int:
+        """The instant drains' blocking commands over an idle cadence of `every_ms`: what the
+        leader measured when that is the cadence it ran, else what one should cost."""
+        if self.wake_cost is not None and every_ms == self.every_ms:
+            return self.wake_cost
+        return wake_blocks_per_cadence(every_ms, wake_max_ms)
+
 
 class CronState:
     def __init__(
