@@ -31,6 +31,7 @@ from command_counter import count_commands  # noqa: E402
 
 from bot.embedded_redis import embedded_redis  # noqa: E402
 from bot.patterns import compile_user_pattern  # noqa: E402
+from bot.queues.keys import QueueRef  # noqa: E402
 from bot.queues.service import QueueService  # noqa: E402
 from bot.queues.store import QueueStore  # noqa: E402
 
@@ -40,8 +41,8 @@ SLOWLOG_US = 1000
 
 
 async def fill(store: QueueStore, queue: str, target: int) -> None:
-    q = store.bullmq(queue)
-    have = int(await store.redis.llen(store.keys(queue).key("wait")))
+    q = store.bullmq(QueueRef(PREFIX, queue))
+    have = int(await store.redis.llen(QueueRef(PREFIX, queue).key("wait")))
     while have < target:
         n = min(2000, target - have)
         await q.addBulk([{"name": f"kind-{i % 7}", "data": {"i": have + i}} for i in range(n)])
@@ -50,11 +51,11 @@ async def fill(store: QueueStore, queue: str, target: int) -> None:
 
 async def measure_reads(url: str, sizes: list[int]) -> list[dict[str, Any]]:
     redis = Redis.from_url(url, decode_responses=True)
-    service = QueueService(redis, prefix=PREFIX, queues=QUEUES)
+    service = QueueService(redis, prefixes=[PREFIX], queues=QUEUES)
     for queue in QUEUES:  # every queue exists (meta), empty
-        await service.store.bullmq(queue).add("warm", {})
+        await service.store.bullmq(service.ref(queue)).add("warm", {})
     for queue in QUEUES:
-        await redis.delete(service.store.keys(queue).key("wait"))
+        await redis.delete(service.ref(queue).key("wait"))
     await service.snapshot()  # load the scripts once: steady state is what we count
     await service.probe()
     rows = []
@@ -105,7 +106,7 @@ async def measure_bulk(url: str, count: int) -> dict[str, Any]:
     queue = "bulk-jobs"
     make_failed(url, queue, count)
     redis = Redis.from_url(url, decode_responses=True)
-    service = QueueService(redis, prefix=PREFIX, queues=[queue])
+    service = QueueService(redis, prefixes=[PREFIX], queues=[queue])
     # Redis 7 logs the commands a script runs too; at a 1 ms threshold only slow calls are
     # kept, so the log cannot overflow and the slowest script call is in it.
     await redis.config_set("slowlog-log-slower-than", SLOWLOG_US)

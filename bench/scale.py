@@ -233,7 +233,7 @@ async def run(waiting: int, failed: int, replay: int) -> dict[str, Any]:
         print(f"built in {built['seconds']} s ({calls} Lua calls); npm bullmq reads: {readable}")
 
         client = Redis.from_url(url, decode_responses=True)
-        service = QueueService(client, prefix=PREFIX, queues=[QUEUE, NPM_QUEUE])
+        service = QueueService(client, prefixes=[PREFIX], queues=[QUEUE, NPM_QUEUE])
         await service.snapshot([QUEUE])  # scripts loaded once: steady state is measured
         slowlog = Slowlog(control)
         pattern = compile_user_pattern(PATTERN)

@@ -43,6 +43,7 @@ from slack_stub import SlackStub  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from bot.embedded_redis import embedded_redis, free_port  # noqa: E402
 from bot.http_app import serving_app  # noqa: E402
+from bot.queues.keys import QueueRef  # noqa: E402
 from bot.queues.store import QueueStore  # noqa: E402
 
 SECRET = "bench-signing-secret"
@@ -108,7 +109,9 @@ async def run(n: int, profile: cProfile.Profile | None = None) -> dict[str, Any]
         redis = Redis.from_url(url, decode_responses=True)
         store = QueueStore(redis)
         for q in QUEUES:
-            await store.bullmq(q).addBulk([{"name": "job", "data": {"i": i}} for i in range(1000)])
+            await store.bullmq(QueueRef("bull", q)).addBulk(
+                [{"name": "job", "data": {"i": i}} for i in range(1000)]
+            )
         settings = load_settings(
             redis_url=url,
             slack_bot_token="xoxb-bench",

@@ -150,7 +150,7 @@ async def measure(size: int, rounds: int) -> dict[str, Any]:
         admin = Redis.from_url(url, decode_responses=True, client_name=ADMIN)
         await fill(admin, size)
         redis = Redis.from_url(url, decode_responses=True, protocol=2)
-        service = QueueService(redis, prefix=PREFIX, queues=QUEUES)
+        service = QueueService(redis, prefixes=[PREFIX], queues=QUEUES)
         snaps = await service.snapshot()  # loads the script: steady state is measured
         dashboard, node_counts = await Dashboard.start(url)
         for snap in snaps:  # npm bullmq reads the filled layout as queueops does

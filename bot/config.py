@@ -43,6 +43,51 @@ def validate_queue_name(name: str) -> str:
     return name
 
 
+_GLOB = re.compile(r"[A-Za-z0-9._\-{}*?\[\]!^]+")
+
+
+def validate_prefix(prefix: str) -> str:
+    """A BullMQ prefix: anything npm bullmq takes, but no blank, no space (it would split a
+    log line and a Slack word) and no SCAN glob character (discovery matches with it)."""
+    if (
+        not prefix
+        or any(c.isspace() or c in "*?[]" for c in prefix)
+        or prefix.startswith(":")
+        or prefix.endswith(":")
+        or len(prefix) > 200
+    ):
+        raise ValueError(
+            f"{prefix!r} is not a key prefix (non-empty, no spaces, no * ? [ ], "
+            "no ':' at either end)"
+        )
+    return prefix
+
+
+def validate_queue_word(word: str) -> str:
+    """How a command names a queue: its short name, or its full name `PREFIX:NAME`."""
+    prefix, sep, name = word.rpartition(":")
+    if sep:
+        try:
+            validate_prefix(prefix)
+        except ValueError:
+            raise ValueError(f"{word!r} is not a queue name or PREFIX:NAME") from None
+    validate_queue_name(name)
+    return word
+
+
+def validate_queue_entry(entry: str) -> str:
+    """A QUEUEOPS_QUEUES entry: a short name, a full name `PREFIX:NAME`, or a glob."""
+    prefix, sep, name = entry.rpartition(":")
+    if sep:
+        validate_prefix(prefix)
+    if any(c in "*?[" for c in entry):
+        if not _GLOB.fullmatch(name) or len(entry) > 200:
+            raise ValueError(f"{entry!r} is not a queue name or glob")
+        return entry
+    validate_queue_name(name)
+    return entry
+
+
 def _check_redis_url(value: str) -> None:
     """Refuse what redis-py would refuse only when connecting (a bad query value, an unknown
     option), as a configuration line; the URL in the message is shown without credentials."""
@@ -110,24 +155,48 @@ class Settings(BaseSettings):
     queues: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         None,
         validation_alias="QUEUEOPS_QUEUES",
-        description="The BullMQ queues queueops snapshots, probes, drains and watches. Unset: "
-        "discovered once per process (SCAN for `<QUEUEOPS_PREFIX>:*:meta`), so a queue created "
-        "after `queueops serve` started is not seen until a restart; in production, list them.",
-        examples=["orders,emails,dsar-jobs"],
+        description="The BullMQ queues queueops snapshots, probes, drains and watches: short "
+        "names (under each QUEUEOPS_PREFIX), full names `PREFIX:NAME` and globs "
+        "(`billing-*`; with a `:`, matched against full names: `intelliflow:ocr-*`), globs "
+        "expanded against the queues that exist. Unset: every BullMQ queue found (SCAN for "
+        "`*:meta` keys holding BullMQ's fields, DLQs excluded), found again every "
+        "QUEUEOPS_DISCOVER_EVERY and whenever a command names a queue not seen yet.",
+        examples=["orders,emails,intelliflow:notifications:email,billing-*"],
         json_schema_extra={
             "section": "Redis and queues",
-            "format": "queue names separated by commas (spaces around them ignored); a name is "
-            "letters, digits, `.`, `_`, `-`, `{`, `}`, starts with a letter or digit, no `:`",
+            "format": "entries separated by commas (spaces around them ignored): a name is "
+            "letters, digits, `.`, `_`, `-`, `{`, `}`, starts with a letter or digit, no `:`; "
+            "a full name is `PREFIX:NAME` (the last `:` separates them); a glob may use `*`, "
+            "`?` and `[…]`",
         },
     )
-    prefix: str = Field(
-        "bull",
-        validation_alias="QUEUEOPS_PREFIX",
-        description="BullMQ's key prefix, the `prefix` option your producers and workers use: "
-        "a queue's keys are `<prefix>:<queue>:…`. On Redis Cluster give every queue one hash "
-        "slot with a hash tag, e.g. `{bull}`.",
-        examples=["{bull}"],
-        json_schema_extra={"section": "Redis and queues", "format": "text, no `:` or spaces"},
+    prefixes: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None,
+        validation_alias=AliasChoices("QUEUEOPS_PREFIX", "prefixes", "prefix"),
+        description="BullMQ's key prefixes, the `prefix` option your producers and workers "
+        "use: a queue's keys are `<prefix>:<queue>:…`. Several, comma-separated, when teams "
+        "use several; a prefix may contain `:` (`intelliflow:notifications`). Unset: queues "
+        "are discovered under any prefix, and a short name in QUEUEOPS_QUEUES means "
+        "`bull:<name>`. On Redis Cluster every queue needs one hash slot: a hash-tag prefix "
+        "(`{bull}`) or hash-tagged queue names (`{orders}`).",
+        examples=["{bull}", "intelliflow,intelliflow:notifications"],
+        json_schema_extra={
+            "section": "Redis and queues",
+            "format": "prefixes separated by commas; each non-empty, without spaces, `*`, `?`, "
+            "`[`, `]` or a `:` at either end",
+        },
+    )
+    discover_every_ms: Annotated[int, NoDecode] = Field(
+        600_000,
+        validation_alias=AliasChoices("QUEUEOPS_DISCOVER_EVERY", "discover_every_ms"),
+        description="How often `queueops serve` looks for new queues when QUEUEOPS_QUEUES is "
+        "unset or holds globs. Each look is a SCAN of the whole keyspace, 1,000 keys a call: a "
+        "Redis of N keys costs about N/1,000 commands (`budget` shows the last one's cost).",
+        examples=["1h"],
+        json_schema_extra={
+            "section": "Redis and queues",
+            "format": "a duration from 1m to 1d (`10m`, `1h`)",
+        },
     )
     dlq_suffix: str = Field(
         "-dlq",
@@ -462,7 +531,7 @@ class Settings(BaseSettings):
         _check_redis_url(value)
         return value
 
-    @field_validator("queues", "incident_invite", mode="before")
+    @field_validator("queues", "incident_invite", "prefixes", mode="before")
     @classmethod
     def _split(cls, value: object) -> tuple[str, ...] | None:
         return _comma_list(value)
@@ -471,8 +540,17 @@ class Settings(BaseSettings):
     @classmethod
     def _queue_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         if value is not None:
-            for name in value:
-                validate_queue_name(name)
+            for entry in value:
+                validate_queue_entry(entry)
+        return value
+
+    @field_validator("prefixes")
+    @classmethod
+    def _prefixes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            for prefix in value:
+                validate_prefix(prefix)
+            return tuple(dict.fromkeys(value))
         return value
 
     @field_validator("slack_signing_secret", "slack_bot_token", "slack_app_token")
@@ -491,7 +569,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a Slack channel id (C…, G…)")
         return value
 
-    @field_validator("prefix", "state_prefix")
+    @field_validator("state_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
         if not value or ":" in value or " " in value:
@@ -536,6 +614,7 @@ class Settings(BaseSettings):
         "incident_archive_after_ms",
         "drain_wake_max_ms",
         "drain_wake_debounce_ms",
+        "discover_every_ms",
         mode="before",
     )
     @classmethod
@@ -553,6 +632,13 @@ class Settings(BaseSettings):
     def _drain_every(cls, value: int) -> int:
         return check_cadence_ms(value)
 
+    @field_validator("discover_every_ms")
+    @classmethod
+    def _discover_every(cls, value: int) -> int:
+        if not 60_000 <= value <= 86_400_000:
+            raise ValueError(f"{format_duration_ms(value)} is outside 1m to 1d")
+        return value
+
     @field_validator("drain_wake_max_ms")
     @classmethod
     def _wake_max(cls, value: int | None) -> int | None:
@@ -564,6 +650,11 @@ class Settings(BaseSettings):
         if not 0 <= value <= 60_000:
             raise ValueError(f"{format_duration_ms(value)} is longer than 1m, the longest wait")
         return value
+
+    @property
+    def prefix(self) -> str:
+        """The first prefix, where queueops puts a queue it creates itself (the demo)."""
+        return self.prefixes[0] if self.prefixes else "bull"
 
     @property
     def drain_token(self) -> SecretStr | None:

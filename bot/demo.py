@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 from bot.config import Settings
 from bot.errors import OperationFailed
 from bot.queues.control import pause
+from bot.queues.keys import QueueRef
 from bot.queues.probe import TickOptions
 from bot.queues.samples import WINDOW_MS
 from bot.queues.service import QueueService
@@ -222,13 +223,13 @@ async def fill_demo(redis: Redis, settings: Settings) -> list[str]:
     """Fill the demo queues; returns their names. With the demo's app (DRAIN_URL), the
     first jobs are drained by a real cron tick through it, and depth samples are seeded."""
     url, prefix = settings.redis_url, settings.prefix
-    store = QueueStore(redis, prefix=prefix)
+    store = QueueStore(redis)
     service = QueueService(
-        redis, prefix=prefix, dlq_suffix=settings.dlq_suffix, queues=settings.queues
+        redis, prefixes=(prefix,), dlq_suffix=settings.dlq_suffix, queues=settings.queues
     )
     now = int(time.time() * 1000)
 
-    batch = store.bullmq("batch-jobs")
+    batch = store.bullmq(QueueRef(prefix, "batch-jobs"))
     await batch.addBulk(
         [
             {"name": "generate-report", "data": {"tenant": t}, "opts": {"attempts": 1}}
@@ -236,7 +237,7 @@ async def fill_demo(redis: Redis, settings: Settings) -> list[str]:
         ]
         + [{"name": "poison", "data": {"tenant": "initech"}, "opts": {"attempts": 1}}]
     )
-    dsar = store.bullmq("dsar-jobs")
+    dsar = store.bullmq(QueueRef(prefix, "dsar-jobs"))
     await dsar.addBulk(
         [
             {
@@ -252,7 +253,7 @@ async def fill_demo(redis: Redis, settings: Settings) -> list[str]:
         ]
         + [{"name": "export-user-data", "data": {"request": f"dsar-ok-{i}"}} for i in range(4)]
     )
-    seed = store.bullmq("seed-jobs")
+    seed = store.bullmq(QueueRef(prefix, "seed-jobs"))
     await seed.addBulk([{"name": "seed-tenant", "data": {"tenant": i}} for i in range(25)])
     keep = 0
     if settings.drain_url is not None:
@@ -279,11 +280,11 @@ async def fill_demo(redis: Redis, settings: Settings) -> list[str]:
         [{"name": "export-user-data", "data": {"request": f"dsar-new-{i}"}} for i in range(4)]
     )
 
-    journey = store.bullmq("journey-jobs")
+    journey = store.bullmq(QueueRef(prefix, "journey-jobs"))
     await journey.addBulk([{"name": "advance-step", "data": {"journey": i}} for i in range(37)])
-    await pause(store, "journey-jobs")
+    await pause(store, QueueRef(prefix, "journey-jobs"))
 
-    retrain = store.bullmq("retrain-jobs")
+    retrain = store.bullmq(QueueRef(prefix, "retrain-jobs"))
     await retrain.add("retrain-model", {"model": "ranker"}, {"delay": 60 * 60_000})
     await retrain.add("retrain-model", {"model": "spam"}, {"delay": 2 * 60 * 60_000})
     await retrain.add("retrain-model", {"model": "urgent-fix"}, {"priority": 1})

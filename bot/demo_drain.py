@@ -46,6 +46,7 @@ from bot.demo import _close_within, run_demo_job
 from bot.deploy.dotenv import parse
 from bot.drain import DRAIN_PATH, MAX_DURATION_MS
 from bot.errors import OperationFailed
+from bot.queues.keys import QueueRef
 from bot.queues.store import QueueStore
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class _QueueDrain:
             self.closing = asyncio.ensure_future(_close_within(self.worker, WORKER_CLOSE_S))
 
     async def run(self, max_jobs: int | None) -> dict[str, int]:
-        queue = self.app.store.bullmq(self.name)
+        queue = self.app.store.bullmq(QueueRef(self.app.prefix, self.name))
         if await self.app.runnable(self.name) == 0:
             return self.result(0)
         if time.monotonic() >= self.deadline or self.app.stopping:
@@ -241,7 +242,7 @@ class DemoDrainApp:
             socket_timeout=5,
             client_name="queueops-demo-app",
         )
-        self._store = QueueStore(self.redis, prefix=self.prefix)
+        self._store = QueueStore(self.redis)
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
@@ -271,7 +272,8 @@ class DemoDrainApp:
 
     async def runnable(self, name: str) -> int:
         counts = await asyncio.wait_for(
-            self.store.bullmq(name).getJobCounts("waiting", "prioritized"), REDIS_COMMAND_S
+            self.store.bullmq(QueueRef(self.prefix, name)).getJobCounts("waiting", "prioritized"),
+            REDIS_COMMAND_S,
         )
         return int(counts.get("waiting", 0)) + int(counts.get("prioritized", 0))
 

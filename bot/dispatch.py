@@ -199,7 +199,11 @@ def make_dispatcher(
     per-person rate limit for chat (the terminal is trusted); Prometheus metrics unless
     `metrics=False` (a one-shot CLI run)."""
     service = QueueService(
-        redis, prefix=settings.prefix, dlq_suffix=settings.dlq_suffix, queues=settings.queues
+        redis,
+        prefixes=settings.prefixes,
+        dlq_suffix=settings.dlq_suffix,
+        queues=settings.queues,
+        rediscover_ms=settings.discover_every_ms,
     )
     limiter = (
         RateLimiter(redis, settings.state_prefix, per_minute=settings.operator_rate_per_minute)

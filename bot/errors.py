@@ -38,3 +38,7 @@ class Refused(OperationFailed):
 
 class RedisUnavailable(OperationFailed):
     """Redis did not answer; the message names host:port."""
+
+
+class Ambiguous(UsageError):
+    """A short queue name that exists under two prefixes: the message lists the full names."""

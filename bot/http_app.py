@@ -35,7 +35,6 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.actions import IncidentActions
-from bot.alerts.chart import DepthChart
 from bot.alerts.incidents import Incidents
 from bot.alerts.intake import AlertIntake
 from bot.alerts.models import AlertEvent
@@ -43,12 +42,15 @@ from bot.alerts.stream import GROUP, AlertStream, StreamStats
 from bot.alerts.watcher import Watcher, WatchRules
 from bot.alerts.worker import AlertWorker
 from bot.audit import AuditEntry
+from bot.charts import DepthChart
 from bot.config import Settings
 from bot.deploy.select import backend_for
 from bot.dispatch import Dispatcher, make_dispatcher
+from bot.errors import QueueOpsError
 from bot.metrics import ALERTS_DEAD_LETTERED, ALERTS_UNHANDLED
 from bot.queues.models import ProbeResult
 from bot.queues.probe import Extra
+from bot.queues.samples import sample_key_base
 from bot.queues.service import QueueService
 from bot.redis_client import make_redis, make_wake_client
 from bot.slack.app import SlackHandlers, build_bolt_app
@@ -247,9 +249,16 @@ async def build_app(settings: Settings) -> web.Application:
         redis, f"{settings.state_prefix}:alerts", consumer=f"{socket.gethostname()}-{os.getpid()}"
     )
     worker: AlertWorker | None = None
-    samples = f"{settings.state_prefix}:depth:"
+    samples = sample_key_base(settings.state_prefix)
     ticker = Ticker(service, every_ms=settings.drain_every_ms, sample_key_base=samples)
-    chart = DepthChart(redis, samples, settings.prefix)
+
+    async def full_name(word: str) -> str | None:
+        try:
+            return (await service.require_queue(word)).full
+        except QueueOpsError:
+            return None
+
+    chart = DepthChart(redis, samples, full_name)
 
     async def emit(event: AlertEvent) -> None:
         """The watcher's alerts take Alertmanager's path: the stream, then the worker."""
@@ -285,7 +294,7 @@ async def build_app(settings: Settings) -> web.Application:
             dispatcher.cron,
             dispatcher.drain,
             owner=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
-            all_queues=settings.queues,
+            all_queues=service.catalog.literal_names(),
             on_streak=drain_streak,
             promote_due=service.promote_due,
         )
@@ -294,7 +303,6 @@ async def build_app(settings: Settings) -> web.Application:
                 cron,
                 ticker,
                 lambda timeout_s: make_wake_client(settings, socket_timeout_s=timeout_s),
-                marker_key=lambda queue: service.store.keys(queue).key("marker"),
                 runnable=lambda queues: runnable_of(service, queues),
                 debounce_ms=settings.drain_wake_debounce_ms,
                 wake_max_ms=settings.drain_wake_max_ms,

@@ -105,22 +105,22 @@ class QueueGauges:
     def export(self, result: ProbeResult) -> None:
         for q in result.queues:
             for state, n in q.counts.items():
-                QUEUE_JOBS.labels(q.name, state).set(n)
-            for state in self._states.get(q.name, set()) - set(q.counts):
-                QUEUE_JOBS.remove(q.name, state)
-            self._states[q.name] = set(q.counts)
+                QUEUE_JOBS.labels(q.shown, state).set(n)
+            for state in self._states.get(q.shown, set()) - set(q.counts):
+                QUEUE_JOBS.remove(q.shown, state)
+            self._states[q.shown] = set(q.counts)
             since = q.oldest_runnable_since_ms
             waited = max(result.at_ms - since, 0) / 1000 if since is not None else 0.0
-            QUEUE_OLDEST_WAITING.labels(q.name).set(waited)
-            QUEUE_DLQ_JOBS.labels(q.name).set(q.dlq_depth)
-            QUEUE_PAUSED.labels(q.name).set(1 if q.is_paused else 0)
-            failed = QUEUE_FINISHED.labels(q.name, "failed")
-            completed = QUEUE_FINISHED.labels(q.name, "completed")
-            before = self._finished.get(q.name)
+            QUEUE_OLDEST_WAITING.labels(q.shown).set(waited)
+            QUEUE_DLQ_JOBS.labels(q.shown).set(q.dlq_depth)
+            QUEUE_PAUSED.labels(q.shown).set(1 if q.is_paused else 0)
+            failed = QUEUE_FINISHED.labels(q.shown, "failed")
+            completed = QUEUE_FINISHED.labels(q.shown, "completed")
+            before = self._finished.get(q.shown)
             if before is not None:  # the first tick only sets the baseline
                 failed.inc(max(0, q.failed - before[0]))
                 completed.inc(max(0, q.completed - before[1]))
-            self._finished[q.name] = (q.failed, q.completed)
+            self._finished[q.shown] = (q.failed, q.completed)
         seen = {q.name for q in result.queues}
         for gone in set(self._finished) - seen:
             self._drop(gone)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from bot.config import validate_queue_name
+from bot.config import validate_queue_word
 from bot.durations import check_cadence_ms, parse_duration_ms
 from bot.errors import UsageError
 from bot.patterns import PatternError, compile_user_pattern
@@ -168,7 +168,7 @@ def cadence_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-QueueName = Annotated[str, AfterValidator(validate_queue_name)]
+QueueName = Annotated[str, AfterValidator(validate_queue_word)]
 Cadence = Annotated[int, AfterValidator(check_cadence_ms)]
 """A tick cadence in ms, 1s to 1d (bot.durations)."""
 JobId = Annotated[str, AfterValidator(_job_id)]

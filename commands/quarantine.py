@@ -214,7 +214,7 @@ async def preview(req: QuarantineRequest, ctx: CommandContext) -> BulkPreviewRep
     )
     return BulkPreviewReply(
         queue=req.queue,
-        dlq=ctx.queues.store.dlq_name(req.queue),
+        dlq=ctx.queues.dlq_shown(req.queue),
         pattern=pattern,
         limit=req.limit,
         count=found.count,
@@ -279,7 +279,7 @@ async def run(req: QuarantineRequest, ctx: CommandContext) -> Reply:
         return QuarantineRefusedReply(
             message=move.problem or f"job {req.job_id} was not moved", move=move
         )
-    return QuarantineReply(queue=req.queue, dlq=ctx.queues.store.dlq_name(req.queue), move=move)
+    return QuarantineReply(queue=req.queue, dlq=ctx.queues.dlq_shown(req.queue), move=move)
 
 
 register(

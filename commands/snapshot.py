@@ -8,7 +8,7 @@ from typing import Any
 from bot.durations import humanize_age_ms
 from bot.errors import NotFound
 from bot.queues.models import QueueSnapshot
-from bot.queues.samples import DepthSamples
+from bot.queues.samples import DepthSamples, sample_key_base
 from bot.queues.service import QueueService
 from bot.roles import Role
 from commands.context import CommandContext
@@ -81,7 +81,7 @@ class SnapshotReply(Reply):
                     Row(
                         mark=queue_mark(q),
                         cells=[
-                            q.name,
+                            q.shown,
                             queue_mark(q).value,
                             *(
                                 str(q.counts[s])
@@ -120,7 +120,7 @@ class SnapshotReply(Reply):
                     )
                 )
             if items:
-                blocks += [Heading(text=q.name), Fields(items=items)]
+                blocks += [Heading(text=q.shown), Fields(items=items)]
         if self.series is not None:
             blocks.append(Chart(title="Queue depth (waiting), last hour", series=self.series))
         return blocks
@@ -149,10 +149,8 @@ async def run(req: SnapshotRequest, ctx: CommandContext) -> SnapshotReply:
     series = None
     if req.chart:
         # The samples the scheduler's tick keeps (queueops serve); none without it.
-        samples = DepthSamples(
-            ctx.queues.redis, f"{ctx.settings.state_prefix}:depth:", ctx.settings.prefix
-        )
-        series = {q.name: await samples.series(q.name) for q in snaps}
+        samples = DepthSamples(ctx.queues.redis, sample_key_base(ctx.settings.state_prefix))
+        series = {q.shown: await samples.series(q.full) for q in snaps}
     return SnapshotReply(queues=snaps, series=series)
 
 

@@ -32,6 +32,12 @@ LEASE_MARGIN_MAX_MS = 60_000
 HEARTBEAT_MAX_MS = 10_000
 
 
+def _app_name(queue: str | None) -> str | None:
+    """The app's name for a queue shown by its full name (`intelliflow:events` when two
+    prefixes hold `events`): the drain endpoint knows its queues by their BullMQ names."""
+    return queue.rpartition(":")[2] if queue is not None else None
+
+
 def lease_ttl_ms(every_ms: int) -> int:
     """How long the leader's lease lives after each tick renews it: one cadence plus half of
     one (at least 2 s for jitter, at most a minute). A crashed leader so costs about one
@@ -138,7 +144,7 @@ class DrainCron:
                 called, outcome = time.monotonic(), "failed"
                 try:
                     body: DrainResponse = await self.drain.drain(
-                        queue, max_duration_ms=self.max_duration_ms
+                        _app_name(queue), max_duration_ms=self.max_duration_ms
                     )
                     processed += body.total_processed
                     failed += body.total_failed

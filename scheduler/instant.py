@@ -48,6 +48,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.queues.keys import QueueRef
 from bot.queues.models import ProbeResult
 from bot.urls import hide_url_credentials
 from scheduler.cron import DrainCron
@@ -78,7 +79,6 @@ class InstantDrain:
         ticker: Ticker,
         open_client: WakeClient,
         *,
-        marker_key: Callable[[str], str],
         runnable: Callable[[list[str]], Awaitable[list[str]]],
         debounce_ms: int,
         wake_max_ms: int | None,
@@ -86,12 +86,12 @@ class InstantDrain:
         self.cron = cron
         self.ticker = ticker
         self.open_client = open_client
-        self.marker_key = marker_key
         self.runnable = runnable
         """Which of these queues hold work a drain would do now (one probe command)."""
         self.debounce_s = debounce_ms / 1000
         self.wake_max_ms = wake_max_ms
-        self.queues: list[str] = []
+        self.markers: dict[str, str] = {}
+        """The queues the last tick probed, as shown, and their marker keys."""
         self.blocks = 0
         """Blocking commands sent so far (the cost `budget` and `cron status` show)."""
         self.wakes = 0
@@ -137,12 +137,12 @@ class InstantDrain:
     async def on_tick(self, result: ProbeResult) -> None:
         """Follow the tick: the queues it probed, and whether this replica should watch
         (cron mode, not paused, holding the lease)."""
-        self.queues = [q.name for q in result.queues]
+        self.markers = {q.shown: QueueRef(q.prefix, q.name).key("marker") for q in result.queues}
         should = self.cron.on and self.cron.leading
         if should and not self.running:
             log.info(
                 "instant drains: watching %d queue markers (each wait at most %d s)",
-                len(self.queues),
+                len(self.markers),
                 self.block_ms // 1000,
             )
             self._task = asyncio.create_task(self._watch(), name="queueops-instant-drain")
@@ -189,7 +189,7 @@ class InstantDrain:
         backoff = BACKOFF_MIN_S
         failing = False
         while not self._stopping:
-            by_key = {self.marker_key(q): q for q in self.queues}
+            by_key = {key: q for q, key in self.markers.items()}
             block_s = self.block_ms / 1000
             if not by_key:
                 await asyncio.sleep(block_s)

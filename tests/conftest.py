@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from drain_helpers import endpoint  # noqa: F401  (the drain endpoint fixture)
 from node_bullmq import node_available, node_bullmq, node_unavailable_reason
+from redis_cluster_for_tests import ClusterStartError, RedisClusterForTests, start_cluster
 from redis_for_tests import REDIS_URL
 from slack_helpers import make_bot, slack  # noqa: F401  (fixtures shared by the Slack tests)
 
@@ -64,7 +65,7 @@ async def prefix(redis: aioredis.Redis) -> AsyncIterator[str]:
 
 @pytest.fixture
 def service(redis: aioredis.Redis, prefix: str) -> QueueService:
-    return QueueService(redis, prefix=prefix)
+    return QueueService(redis, prefixes=[prefix])
 
 
 @pytest.fixture
@@ -83,3 +84,29 @@ def node(prefix: str) -> NodeCall:
         return await node_bullmq(command, {"prefix": prefix, **args}, REDIS_URL)
 
     return call
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterForTests]:
+    """A real 3-master Redis Cluster (redis_cluster_for_tests), started by the first test
+    that asks for it and stopped at session end, so tests without it pay nothing.
+
+    It fails rather than skips when redis-server or redis-cli is missing: the test command
+    installs both, and a skip would hide the cluster tests not running at all.
+    """
+    try:
+        cluster = start_cluster(masters=3)
+    except ClusterStartError as err:
+        pytest.fail(f"the cluster tests need a Redis Cluster: {err}", pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster(redis_cluster: RedisClusterForTests) -> RedisClusterForTests:
+    """The session's cluster, emptied (and with no slot left half migrated) for this test.
+
+    Slots a previous test moved stay where they are: ask `node_for_slot`, do not assume.
+    """
+    redis_cluster.flushall()
+    return redis_cluster

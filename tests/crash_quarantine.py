@@ -19,7 +19,7 @@ from bot.queues.service import QueueService
 
 async def main(url: str, prefix: str, queue: str, batch_size: int, operation: str) -> None:
     client = aioredis.Redis.from_url(url, decode_responses=True)
-    service = QueueService(client, prefix=prefix, queues=[queue])
+    service = QueueService(client, prefixes=[prefix], queues=[queue])
     announced = False
 
     async def checkpoint(step: str) -> None:

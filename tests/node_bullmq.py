@@ -67,6 +67,7 @@ async def node_bullmq(
     redis_url: str,
     *,
     time_limit_s: float = DEFAULT_TIMEOUT_S,
+    cluster_nodes: str | None = None,
 ) -> Any:
     """Run one ``bullmq-cli.mjs`` command against ``redis_url`` and return its JSON output.
 
@@ -77,8 +78,16 @@ async def node_bullmq(
 
     Raises :class:`NodeBullmqError` (with the CLI's stderr) if the command
     exits non-zero, runs longer than ``time_limit_s`` seconds, or prints invalid JSON.
+
+    ``cluster_nodes`` (``"host:port,host:port,..."``, e.g. ``RedisClusterForTests.nodes_csv``)
+    makes the CLI connect to a Redis Cluster through those nodes instead of ``redis_url``.
+    Without it, a ``REDIS_CLUSTER_NODES`` in this process's environment is not passed on:
+    whether Node talks to a cluster is the caller's choice, not the shell's.
     """
     env = {**os.environ, "REDIS_URL": redis_url}
+    env.pop("REDIS_CLUSTER_NODES", None)
+    if cluster_nodes is not None:
+        env["REDIS_CLUSTER_NODES"] = cluster_nodes
     # The CLI has its own watchdog; make it fire before ours so its message wins.
     env.setdefault("BULLMQ_CLI_TIMEOUT_MS", str(int(max(time_limit_s - 1.0, 1.0) * 1000)))
     proc = await asyncio.create_subprocess_exec(

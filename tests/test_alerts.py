@@ -47,7 +47,7 @@ async def settle(slack: SlackStub, seconds: float = 0.3) -> None:
 async def test_an_alert_opens_one_channel_with_everything_then_resolves(
     make_bot: MakeBot, slack: SlackStub, service: QueueService
 ) -> None:
-    await service.store.bullmq("batch-jobs").addBulk(
+    await service.store.bullmq(service.ref("batch-jobs")).addBulk(
         [{"name": "render", "data": {"i": i}} for i in range(3)]
     )
     slack.group_members["S0ONCALL"] = [f"U{i:03d}" for i in range(31)]
@@ -170,7 +170,7 @@ async def test_rate_limits_are_honoured(make_bot: MakeBot, slack: SlackStub) -> 
 async def test_generic_alerts_and_the_timeline_of_commands_in_the_channel(
     make_bot: MakeBot, slack: SlackStub, service: QueueService
 ) -> None:
-    await service.store.bullmq("dsar-jobs").add("export", {})
+    await service.store.bullmq(service.ref("dsar-jobs")).add("export", {})
     bot = await make_bot(alert_webhook_token=TOKEN)
     alert = {
         "title": "DSAR stuck",
@@ -205,7 +205,7 @@ async def test_incident_buttons_run_commands_as_the_presser_and_resolve_archives
 ) -> None:
     from slack_helpers import press, sign
 
-    job = await service.store.bullmq("batch-jobs").add("render", {"doc": 9})
+    job = await service.store.bullmq(service.ref("batch-jobs")).add("render", {"doc": 9})
     bot = await make_bot(alert_webhook_token=TOKEN, incident_archive_after_ms=1)
     await post(bot, fixture("firing.json"))
     [first] = await slack.wait_for("chat.postMessage")

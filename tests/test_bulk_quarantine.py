@@ -38,7 +38,7 @@ async def test_two_concurrent_bulk_runs_leave_no_match_behind(
     ids = (await node("fail", queue="jobs", count=total, reason="poison"))["ids"]
     clients = [aioredis.Redis.from_url(REDIS_URL, decode_responses=True) for _ in range(2)]
     try:
-        runs = [QueueService(c, prefix=prefix, queues=["jobs"]) for c in clients]
+        runs = [QueueService(c, prefixes=[prefix], queues=["jobs"]) for c in clients]
         results = await asyncio.gather(
             *(
                 r.quarantine_matching(
@@ -263,13 +263,13 @@ async def test_a_page_of_long_reasons_stays_short_and_cuts_whole_characters(
     for i in range(100):
         await service.redis.hset(f"{prefix}:jobs:{i}", mapping={"failedReason": reason})
         await service.redis.zadd(f"{prefix}:jobs:failed", {str(i): i})
-    page = await quarantine.failed_page(service.store, "jobs", None)
+    page = await quarantine.failed_page(service.store, service.ref("jobs"), None)
     kept = "x" + "é" * ((quarantine.REASON_BYTES - 1) // 2)
     assert {e.reason for e in page} == {kept}  # valid UTF-8, not a byte more than allowed
     assert len(kept) >= MATCH_CHARS
     # The page ends once PAGE_BYTES of reasons are in it; the next starts after it.
     assert len(page) == -(-quarantine.PAGE_BYTES // len(kept.encode()))
-    rest = await quarantine.failed_page(service.store, "jobs", page[-1])
+    rest = await quarantine.failed_page(service.store, service.ref("jobs"), page[-1])
     assert rest[0].job_id == str(len(page))
 
 

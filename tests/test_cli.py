@@ -52,8 +52,10 @@ def one_error_line(run: Run) -> str:
 
 
 async def test_snapshot_json_has_getjobcounts_keys(service: QueueService, prefix: str) -> None:
-    await service.store.bullmq("batch-jobs").add("render", {"doc": 1})
-    await service.store.bullmq("dsar-jobs").add("export", {"user": 7}, {"delay": 60_000})
+    await service.store.bullmq(service.ref("batch-jobs")).add("render", {"doc": 1})
+    await service.store.bullmq(service.ref("dsar-jobs")).add(
+        "export", {"user": 7}, {"delay": 60_000}
+    )
     run = await queueops("snapshot", "--json", QUEUEOPS_PREFIX=prefix)
     assert run.code == 0 and run.err == ""
     doc = run.json()
@@ -69,7 +71,7 @@ async def test_snapshot_json_has_getjobcounts_keys(service: QueueService, prefix
 
 
 async def test_quarantine_then_dlq_list_show_replay(service: QueueService, prefix: str) -> None:
-    job = await service.store.bullmq("q").add("pdf", {"doc": 42})
+    job = await service.store.bullmq(service.ref("q")).add("pdf", {"doc": 42})
     run = await queueops(
         "quarantine", "q", str(job.id), "--reason", "bad pdf", QUEUEOPS_PREFIX=prefix
     )
@@ -173,7 +175,7 @@ async def test_help_lists_every_command(prefix: str) -> None:
 
 
 async def test_cli_commands_are_audited(service: QueueService, prefix: str) -> None:
-    await service.store.bullmq("q").add("pdf", {})
+    await service.store.bullmq(service.ref("q")).add("pdf", {})
     run = await queueops(
         "pause", "q", QUEUEOPS_PREFIX=prefix, QUEUEOPS_STATE_PREFIX=f"{prefix}-state"
     )
@@ -361,7 +363,7 @@ async def test_snapshot_imports_only_its_family_and_nothing_heavy(
 ) -> None:
     from commands.registry import FAMILIES
 
-    await service.store.bullmq("batch-jobs").add("render", {})
+    await service.store.bullmq(service.ref("batch-jobs")).add("render", {})
     run, modules = await modules_after(
         "snapshot", REDIS_URL=REDIS_URL, QUEUEOPS_PREFIX=prefix, QUEUEOPS_STATE_PREFIX=prefix
     )

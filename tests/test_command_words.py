@@ -133,7 +133,7 @@ def steady(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_shell_json_is_the_cli_json(service: Any, prefix: str) -> None:
-    await service.store.bullmq("a").add("render", {"doc": 1})
+    await service.store.bullmq(service.ref("a")).add("render", {"doc": 1})
     env = {"REDIS_URL": REDIS_URL, "QUEUEOPS_PREFIX": prefix}
     code, cli_out, err = await run_queueops("snapshot", "--json", **env)
     assert code == 0, err

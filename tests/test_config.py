@@ -74,8 +74,10 @@ def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INCIDENT_INVITE", "U1ABC,S2DEF")
     monkeypatch.setenv("CRON_TOKEN", "older")
     monkeypatch.setenv("CRON_SECRET", "newer")
+    monkeypatch.setenv("QUEUEOPS_PREFIX", "intelliflow, intelliflow:notifications,intelliflow")
     s = load_settings()
     assert s.queues == ("batch-jobs", "dsar-jobs")
+    assert s.prefixes == ("intelliflow", "intelliflow:notifications") and s.prefix == "intelliflow"
     assert s.drain_every_ms == 5_400_000 and s.drain_every == "1h30m"
     assert s.incident_invite == ("U1ABC", "S2DEF")
     token = s.drain_token
@@ -92,8 +94,13 @@ def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
         ("REDIS_URL", "redis://:6379", "names no host"),
         ("REDIS_URL", "redis://localhost:99999", "bad port"),
         ("REDIS_URL", "redis://localhost/abc", "bad database number"),
-        ("QUEUEOPS_QUEUES", "good,bad:name", "'bad:name' is not a queue name"),
-        ("QUEUEOPS_PREFIX", "a:b", "not a key prefix"),
+        ("QUEUEOPS_QUEUES", "good,b@d", "'b@d' is not a queue name"),
+        ("QUEUEOPS_QUEUES", "good,pre fix:q", "'pre fix' is not a key prefix"),
+        ("QUEUEOPS_QUEUES", "good,bull:", "'' is not a queue name"),
+        ("QUEUEOPS_QUEUES", "bull:ocr-*/x", "'bull:ocr-*/x' is not a queue name or glob"),
+        ("QUEUEOPS_PREFIX", "bull,a:", "'a:' is not a key prefix"),
+        ("QUEUEOPS_PREFIX", "bu*ll", "'bu*ll' is not a key prefix"),
+        ("QUEUEOPS_DISCOVER_EVERY", "10s", "10s is outside 1m to 1d"),
         ("DRAIN_URL", "ftp://x", "not an http(s) URL"),
         ("SLACK_API_URL", "localhost:8080", "not an http(s) URL"),
         ("SLACK_SIGNING_SECRET", "  ", "is set but blank"),

@@ -140,11 +140,11 @@ async def test_pause_merges_a_long_wait_list_in_bounded_steps_and_a_crash_loses_
     await build(redis, prefix, 1, 3, into="paused")
     await build(redis, prefix, 4, LONG + 3)
     store = service.store
-    wait, paused = store.keys(Q).key("wait"), store.keys(Q).key("paused")
+    wait, paused = service.ref(Q).key("wait"), service.ref(Q).key("paused")
 
     # One call, as if the process died right after it: paused for npm, and every job in
     # one of the two lists; only CHUNK jobs moved.
-    left = await control._pause_step(store, Q, "pause", CHUNK)
+    left = await control._pause_step(store, service.ref(Q), "pause", CHUNK)
     assert left == LONG - CHUNK and await redis.llen(paused) == 3 + CHUNK
     assert (await node("is-paused", queue=Q))["paused"] is True
     counts = (await node("counts", queues=[Q]))[Q]
@@ -160,7 +160,7 @@ async def test_pause_merges_a_long_wait_list_in_bounded_steps_and_a_crash_loses_
 
     control._pause_step = counted  # type: ignore[assignment]
     try:
-        assert await control.pause(store, Q, chunk=CHUNK) is True
+        assert await control.pause(store, service.ref(Q), chunk=CHUNK) is True
     finally:
         control._pause_step = real_step  # type: ignore[assignment]
     assert len(steps) == (LONG - CHUNK) // CHUNK  # 49,000 left, 1,000 a call
@@ -183,10 +183,10 @@ async def test_resume_merges_in_bounded_steps_into_a_wait_list(
     await node("pause", queue=Q)  # npm 5: RENAME wait -> paused
     await build(redis, prefix, 20_001, 20_010)  # a bullmq 6 producer wrote into wait
     store = service.store
-    left = await control._pause_step(store, Q, "resume", CHUNK)
+    left = await control._pause_step(store, service.ref(Q), "resume", CHUNK)
     assert left == 20_000 - CHUNK
     assert (await node("is-paused", queue=Q))["paused"] is False
-    assert await control.resume(store, Q, chunk=CHUNK) is False
+    assert await control.resume(store, service.ref(Q), chunk=CHUNK) is False
     counts = (await node("counts", queues=[Q]))[Q]
     assert counts["waiting"] == 20_010 and counts["paused"] == 0
     # What was paused runs before what arrived during the pause: the oldest first.
@@ -204,7 +204,7 @@ async def test_retry_moves_a_large_failed_set_in_bounded_calls(
     sizes: list[int],
 ) -> None:
     await build(redis, prefix, 1, 5_000, into="failed")
-    backend = service.store.bullmq(Q).backend
+    backend = service.store.bullmq(service.ref(Q)).backend
     real = backend.retryJobs
     calls: list[int] = []
 
@@ -213,7 +213,7 @@ async def test_retry_moves_a_large_failed_set_in_bounded_calls(
         return await real(state, size, timestamp)
 
     backend.retryJobs = counted
-    retried = await control.retry_failed(service.store, Q, count=count, batch=250)
+    retried = await control.retry_failed(service.store, service.ref(Q), count=count, batch=250)
     assert calls == sizes and retried == sum(sizes)
     counts = (await node("counts", queues=[Q]))[Q]
     assert counts["waiting"] == sum(sizes) and counts["failed"] == 5_000 - sum(sizes)

@@ -47,7 +47,7 @@ def value(name: str, **labels: str) -> float:
 
 async def move(redis: aioredis.Redis, service: QueueService, queue: str, job: str, to: str) -> None:
     """Put a waiting job where a worker would have left it (a sorted set, or `active`)."""
-    keys = service.store.keys(queue)
+    keys = service.ref(queue)
     await redis.lrem(keys.key("wait"), 1, job)
     if to == "active":
         await redis.lpush(keys.key("active"), job)
@@ -60,14 +60,12 @@ async def move(redis: aioredis.Redis, service: QueueService, queue: str, job: st
 async def test_queue_gauges_are_the_snapshot_counts_and_cost_no_command(
     make_bot: MakeBot, service: QueueService, redis: aioredis.Redis
 ) -> None:
-    q, r = service.store.bullmq("mq"), service.store.bullmq("mr")
+    q, r = service.store.bullmq(service.ref("mq")), service.store.bullmq(service.ref("mr"))
     ids = [str((await q.add("job", {"i": i})).id) for i in range(8)]
-    await redis.hset(
-        service.store.keys("mq").job(ids[0]), "timestamp", int(time.time() * 1000) - 600_000
-    )
+    await redis.hset(service.ref("mq").job(ids[0]), "timestamp", int(time.time() * 1000) - 600_000)
     await q.add("later", {}, {"delay": HOUR_MS})
     await q.add("urgent", {}, {"priority": 2})
-    await redis.zadd(service.store.keys("mq").key("waiting-children"), {"parent-1": 1})
+    await redis.zadd(service.ref("mq").key("waiting-children"), {"parent-1": 1})
     await move(redis, service, "mq", ids[1], "active")
     for job in ids[2:4]:
         await move(redis, service, "mq", job, "failed")

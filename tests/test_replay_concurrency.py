@@ -39,7 +39,7 @@ async def test_three_concurrent_replays_run_every_job_exactly_once(
     # with an npm bullmq Worker completing (and removing) jobs while they run.
     clients = [aioredis.Redis.from_url(REDIS_URL, decode_responses=True) for _ in range(3)]
     try:
-        runners = [QueueService(c, prefix=prefix, queues=["roc"]) for c in clients]
+        runners = [QueueService(c, prefixes=[prefix], queues=["roc"]) for c in clients]
         worker = asyncio.create_task(node("process", queue="roc", count=total, timeoutMs=20000))
         results = await asyncio.gather(
             *(r.dlq_replay("roc", count=10_000, batch_size=25) for r in runners)
@@ -106,7 +106,7 @@ async def test_replay_lays_jobs_out_as_npm_bullmq_adds_them(
 async def test_a_replay_reports_only_what_it_moved_and_leaves_collisions(
     service: QueueService,
 ) -> None:
-    q = service.store.bullmq("q")
+    q = service.store.bullmq(service.ref("q"))
     for n in range(3):
         await q.add("job", {"n": n}, {"jobId": f"order-{n}"})
         await service.quarantine("q", f"order-{n}", reason="r", actor="t")

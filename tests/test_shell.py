@@ -89,7 +89,7 @@ async def test_a_chat_session_through_stdin_with_roles_and_confirmation() -> Non
 
 
 async def test_shell_uses_redis_url_when_set(service: QueueService, prefix: str) -> None:
-    await service.store.bullmq("orders").add("charge", {"cents": 500})
+    await service.store.bullmq(service.ref("orders")).add("charge", {"cents": 500})
     code, out, _ = await run(
         "shell", "-e", "snapshot orders", REDIS_URL=REDIS_URL, QUEUEOPS_PREFIX=prefix
     )

@@ -21,7 +21,7 @@ from bot.queues.service import QueueService
 async def test_slash_snapshot_acks_at_once_and_replies_in_channel(
     make_bot: MakeBot, slack: SlackStub, service: QueueService
 ) -> None:
-    await service.store.bullmq("batch-jobs").add("render", {"doc": 1})
+    await service.store.bullmq(service.ref("batch-jobs")).add("render", {"doc": 1})
     bot = await make_bot()
     started = time.perf_counter()
     resp = await slash(bot, slack, "snapshot")
@@ -52,7 +52,7 @@ async def test_bad_signature_and_stale_timestamp_are_401(
 async def test_a_viewer_is_refused_and_the_job_does_not_move(
     make_bot: MakeBot, slack: SlackStub, service: QueueService
 ) -> None:
-    job = await service.store.bullmq("q").add("pdf", {"doc": 1})
+    job = await service.store.bullmq(service.ref("q")).add("pdf", {"doc": 1})
     bot = await make_bot()
     await slash(bot, slack, f'quarantine q {job.id} --reason "bad pdf"', user="UVIEW")
     [reply] = await slack.wait_for("respond:r1")
@@ -65,7 +65,7 @@ async def test_an_operator_by_user_group_quarantines(
     make_bot: MakeBot, slack: SlackStub, service: QueueService
 ) -> None:
     slack.group_members["S0OPS"] = ["UGROUPIE"]
-    job = await service.store.bullmq("q").add("pdf", {"doc": 1})
+    job = await service.store.bullmq(service.ref("q")).add("pdf", {"doc": 1})
     bot = await make_bot()
     await slash(bot, slack, f"quarantine q {job.id} --reason “bad pdf”", user="UGROUPIE")
     [reply] = await slack.wait_for("respond:r1")
@@ -114,7 +114,7 @@ async def test_audit_trail_in_redis_and_channel_without_secrets(
     redis: aioredis.Redis,
     prefix: str,
 ) -> None:
-    await service.store.bullmq("q").add("pdf", {})
+    await service.store.bullmq(service.ref("q")).add("pdf", {})
     bot = await make_bot(audit_channel="CAUDIT01")
     await slash(bot, slack, f"snapshot q --token {BOT_TOKEN}", user="UOPS")
     [reply] = await slack.wait_for("respond:r1")
@@ -137,7 +137,7 @@ async def test_reads_reach_no_audit_changes_do_and_serve_is_named_in_client_list
     redis: aioredis.Redis,
     prefix: str,
 ) -> None:
-    await service.store.bullmq("q").add("pdf", {})
+    await service.store.bullmq(service.ref("q")).add("pdf", {})
     bot = await make_bot(audit_channel="CAUDIT01")
     await slash(bot, slack, "snapshot q", user="UOPS", reply_to="s")
     await slack.wait_for("respond:s")
@@ -159,7 +159,7 @@ async def test_reads_are_audited_with_queueops_audit_reads(
     redis: aioredis.Redis,
     prefix: str,
 ) -> None:
-    await service.store.bullmq("q").add("pdf", {})
+    await service.store.bullmq(service.ref("q")).add("pdf", {})
     bot = await make_bot(audit_reads=True)
     await slash(bot, slack, "snapshot q", user="UVIEW")
     await slack.wait_for("respond:r1")
@@ -170,7 +170,7 @@ async def test_reads_are_audited_with_queueops_audit_reads(
 async def test_operator_commands_are_rate_limited_per_person(
     make_bot: MakeBot, slack: SlackStub, service: QueueService
 ) -> None:
-    await service.store.bullmq("q").add("pdf", {})
+    await service.store.bullmq(service.ref("q")).add("pdf", {})
     bot = await make_bot(operator_rate_per_minute=2)
     for n in range(3):
         await slash(bot, slack, "pause q", user="UOPS", reply_to=f"p{n}")
@@ -310,7 +310,7 @@ async def test_socket_mode_asks_slack_for_a_connection_and_keeps_serving(
 async def test_cancel_and_replay_preview(
     make_bot: MakeBot, slack: SlackStub, service: QueueService
 ) -> None:
-    job = await service.store.bullmq("q").add("pdf", {"doc": 7})
+    job = await service.store.bullmq(service.ref("q")).add("pdf", {"doc": 7})
     await service.quarantine("q", str(job.id), reason="r", actor="t")
     bot = await make_bot()
     await slash(bot, slack, "dlq replay q --count 5", user="UOPS")

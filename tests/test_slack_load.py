@@ -112,7 +112,7 @@ async def test_replies_go_over_one_shared_http_session(
 async def test_reads_take_turns_and_changes_do_not_wait(
     make_bot: MakeBot, slack: SlackStub, service: QueueService
 ) -> None:
-    await service.store.bullmq("q").add("pdf", {})
+    await service.store.bullmq(service.ref("q")).add("pdf", {})
     bot = await make_bot()
     dispatcher = bot.server.app[DISPATCHER]
     running = {"now": 0, "most": 0}
@@ -179,7 +179,7 @@ async def test_a_command_starts_after_the_acks_pending_when_it_came(
 ) -> None:
     """A request still being answered (here: its body arriving slowly) holds back the work of
     a command accepted meanwhile, which is acked at once and counted as in flight."""
-    await service.store.bullmq("q").add("pdf", {})
+    await service.store.bullmq(service.ref("q")).add("pdf", {})
     answering = {"now": 0}
     real_answering = SlashCommands.answering
 

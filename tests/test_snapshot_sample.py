@@ -11,7 +11,7 @@ from bot.queues.snapshot import FAILED_SAMPLE, WAITING_SAMPLE
 
 
 async def add(service: QueueService, queue: str, name: str, n: int, **opts: object) -> None:
-    await service.store.bullmq(queue).addBulk(
+    await service.store.bullmq(service.ref(queue)).addBulk(
         [{"name": name, "data": {"i": i}, "opts": opts} for i in range(n)]
     )
 
@@ -22,8 +22,8 @@ async def test_a_full_wait_list_fills_the_sample_and_prioritized_only_gives_its_
     await add(service, "q", "plain", 30)
     await add(service, "q", "urgent", 5, priority=1)
     now = int(time.time() * 1000)
-    [head] = await service.redis.zrange(service.store.keys("q").key("prioritized"), 0, 0)
-    await service.redis.hset(service.store.keys("q").job(head), "timestamp", now - 3_600_000)
+    [head] = await service.redis.zrange(service.ref("q").key("prioritized"), 0, 0)
+    await service.redis.hset(service.ref("q").job(head), "timestamp", now - 3_600_000)
     [snap] = await service.snapshot(["q"], now_ms=now)
     assert WAITING_SAMPLE == 10
     assert [(t.key, t.count) for t in snap.top_waiting_names] == [("plain", 10)]
@@ -38,12 +38,12 @@ async def test_a_short_wait_list_is_topped_up_from_prioritized(service: QueueSer
 
 
 async def test_failures_are_the_newest_page(service: QueueService) -> None:
-    keys = service.store.keys("q")
+    keys = service.ref("q")
     for i in range(25):
         job = keys.job(str(i))
         await service.redis.hset(job, mapping={"name": "x", "failedReason": f"boom {i % 2}"})
         await service.redis.zadd(keys.key("failed"), {str(i): i})
-    await service.store.bullmq("q").add("warm", {})  # the queue exists (meta)
+    await service.store.bullmq(service.ref("q")).add("warm", {})  # the queue exists (meta)
     [snap] = await service.snapshot(["q"])
     assert FAILED_SAMPLE == 10 and snap.failed_sample == 10
     assert sum(t.count for t in snap.top_failure_reasons) == 10

@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from slack_helpers import MakeBot
 from slack_stub import SlackStub
 
-from bot.alerts.chart import DepthChart
 from bot.alerts.watcher import WatchRules, breaches
+from bot.charts import DepthChart
 from bot.http_app import TICKER
 from bot.queues.models import QueueWork
 from bot.queues.service import QueueService
@@ -53,7 +53,7 @@ async def test_a_breach_opens_an_incident_with_a_chart_and_its_end_resolves_it(
     redis: aioredis.Redis,
     prefix: str,
 ) -> None:
-    queue = service.store.bullmq("q")
+    queue = service.store.bullmq(service.ref("q"))
     await queue.add("job", {})
     bot = await make_bot(queues="q", watch_depth=5, drain_every_ms=3_600_000)
     ticker = bot.app[TICKER]
@@ -76,7 +76,10 @@ async def test_a_breach_opens_an_incident_with_a_chart_and_its_end_resolves_it(
 
 
 async def test_the_chart_needs_two_samples(redis: aioredis.Redis, prefix: str) -> None:
-    chart = DepthChart(redis, f"{prefix}-state:depth:", "bull")
+    async def full_name(word: str) -> str | None:
+        return f"bull:{word}"
+
+    chart = DepthChart(redis, f"{prefix}-state:depth:", full_name)
     key = f"{prefix}-state:depth:bull:q"
     assert await chart.png(["q"]) is None
     ms = int(time.time() * 1000)
@@ -93,7 +96,7 @@ async def test_snapshot_chart_in_slack_and_as_a_sparkline(
     from bot.render_text import render_text
     from commands.snapshot import SnapshotReply
 
-    queue = service.store.bullmq("q")
+    queue = service.store.bullmq(service.ref("q"))
     bot = await make_bot(queues="q", drain_every_ms=3_600_000)
     for n in (2, 5):
         await queue.addBulk([{"name": "job", "data": {}} for _ in range(n)])

@@ -50,7 +50,7 @@ def breaches(
     rules: WatchRules, now: QueueWork, before: QueueWork | None, at_ms: int
 ) -> list[Breach]:
     found = []
-    q = now.name
+    q = now.shown
     if rules.depth and now.ready > rules.depth:
         found.append(
             Breach("depth", q, "QueueDepth", f"{q}: {now.ready} jobs waiting (over {rules.depth})")
@@ -121,9 +121,9 @@ class Watcher:
         found = {
             b.group_key: b
             for q in result.queues
-            for b in breaches(self.rules, q, self._before.get(q.name), result.at_ms)
+            for b in breaches(self.rules, q, self._before.get(q.shown), result.at_ms)
         }
-        self._before = {q.name: q for q in result.queues}
+        self._before = {q.shown: q for q in result.queues}
         at = datetime.fromtimestamp(result.at_ms / 1000, tz=UTC)
         for key, breach in found.items():
             if key not in self._active:

@@ -20,19 +20,20 @@ from __future__ import annotations
 import time
 
 from bot.errors import Refused
+from bot.queues.keys import QueueRef
 from bot.queues.store import QueueStore
 
 RETRY_BATCH = 100
 MERGE_CHUNK = 2000
 
 
-async def is_paused(store: QueueStore, queue: str) -> bool:
-    return bool(await store.redis.hexists(store.keys(queue).key("meta"), "paused"))
+async def is_paused(store: QueueStore, queue: QueueRef) -> bool:
+    return bool(await store.redis.hexists(queue.key("meta"), "paused"))
 
 
-async def _pause_step(store: QueueStore, queue: str, mode: str, chunk: int) -> int:
+async def _pause_step(store: QueueStore, queue: QueueRef, mode: str, chunk: int) -> int:
     """One call of lua/pause.lua; returns how many jobs are still to merge."""
-    k = store.keys(queue)
+    k = queue
     keys = [
         k.key("wait"),
         k.key("paused"),
@@ -45,7 +46,9 @@ async def _pause_step(store: QueueStore, queue: str, mode: str, chunk: int) -> i
     return int(await store.scripts.pause(keys=keys, args=[mode, chunk]))
 
 
-async def _until_merged(store: QueueStore, queue: str, mode: str, left: int, chunk: int) -> None:
+async def _until_merged(
+    store: QueueStore, queue: QueueRef, mode: str, left: int, chunk: int
+) -> None:
     """Repeat a settle step until nothing is left. At most the steps the first count needs
     (and a few more), so a producer writing into the wrong list cannot keep us here."""
     for _ in range(left // chunk + 3):
@@ -54,13 +57,13 @@ async def _until_merged(store: QueueStore, queue: str, mode: str, left: int, chu
         left = await _pause_step(store, queue, mode, chunk)
 
 
-async def settle_paused(store: QueueStore, queue: str, *, chunk: int = MERGE_CHUNK) -> None:
+async def settle_paused(store: QueueStore, queue: QueueRef, *, chunk: int = MERGE_CHUNK) -> None:
     """If the queue is paused, move jobs a PyPI bullmq write left in `wait` to `paused`."""
     left = await _pause_step(store, queue, "settle-paused", chunk)
     await _until_merged(store, queue, "settle-paused", left, chunk)
 
 
-async def pause(store: QueueStore, queue: str, *, chunk: int = MERGE_CHUNK) -> bool:
+async def pause(store: QueueStore, queue: QueueRef, *, chunk: int = MERGE_CHUNK) -> bool:
     """Pause globally (workers stop taking jobs at the first call); returns whether it was
     paused before."""
     was = await is_paused(store, queue)
@@ -69,7 +72,7 @@ async def pause(store: QueueStore, queue: str, *, chunk: int = MERGE_CHUNK) -> b
     return was
 
 
-async def resume(store: QueueStore, queue: str, *, chunk: int = MERGE_CHUNK) -> bool:
+async def resume(store: QueueStore, queue: QueueRef, *, chunk: int = MERGE_CHUNK) -> bool:
     """Resume; returns whether it was paused before."""
     was = await is_paused(store, queue)
     left = await _pause_step(store, queue, "resume", chunk)
@@ -82,11 +85,11 @@ PROMOTE_BATCH = 200
 call stays near a millisecond however many are due."""
 
 
-async def promote_due(store: QueueStore, queue: str, *, now_ms: int | None = None) -> int:
+async def promote_due(store: QueueStore, queue: QueueRef, *, now_ms: int | None = None) -> int:
     """Move `queue`'s delayed jobs whose time has come to wait, as a Worker's moveToActive
     would (see lua/promote_due.lua for why by hand); one call per PROMOTE_BATCH jobs, one
     call when none are due. Returns how many moved."""
-    keys = store.keys(queue)
+    keys = queue
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     names = ("delayed", "wait", "paused", "prioritized", "meta", "events", "pc", "marker")
     moved = 0
@@ -102,7 +105,7 @@ async def promote_due(store: QueueStore, queue: str, *, now_ms: int | None = Non
 
 
 async def retry_failed(
-    store: QueueStore, queue: str, *, count: int | None, batch: int = RETRY_BATCH
+    store: QueueStore, queue: QueueRef, *, count: int | None, batch: int = RETRY_BATCH
 ) -> int:
     """Move failed jobs back to wait, oldest first: `count` of them, or all. Returns how many.
 
@@ -110,9 +113,9 @@ async def retry_failed(
     retry-all is not retried twice. Each call moves at most `batch` jobs.
     """
     if await is_paused(store, queue):
-        raise Refused(f"'{queue}' is paused; resume it first, retried jobs would not run")
+        raise Refused(f"'{queue.shown}' is paused; resume it first, retried jobs would not run")
     now = int(time.time() * 1000)
-    eligible = int(await store.redis.zcount(store.keys(queue).key("failed"), "-inf", now))
+    eligible = int(await store.redis.zcount(queue.key("failed"), "-inf", now))
     backend = store.bullmq(queue).backend
     wanted = eligible if count is None else min(count, eligible)
     left = wanted

@@ -10,6 +10,7 @@ from typing import Any
 from bot.errors import Refused
 from bot.queues.batching import CallSizer, ScriptCall, run_round
 from bot.queues.control import is_paused
+from bot.queues.keys import QueueRef
 from bot.queues.models import DlqEntry, DlqListing, ReplayedJob, ReplayResult
 from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
 
@@ -106,11 +107,11 @@ async def _ordered_ids(store: QueueStore, key: str, limit: int, *, oldest_first:
 
 
 async def dlq_list(
-    store: QueueStore, queue: str, *, limit: int = 20, oldest_first: bool = False
+    store: QueueStore, queue: QueueRef, *, limit: int = 20, oldest_first: bool = False
 ) -> DlqListing:
     """The newest (or oldest: the next to replay) `limit` quarantined jobs in the DLQ's
     order (dlq_order): a range read or two and one pipelined HGETALL batch."""
-    dlq = store.dlq_keys(queue)
+    dlq = store.dlq(queue)
     ids = await _ordered_ids(store, dlq.key("failed"), limit, oldest_first=oldest_first)
     async with store.redis.pipeline(transaction=False) as pipe:
         pipe.zcard(dlq.key("failed"))
@@ -118,11 +119,11 @@ async def dlq_list(
             pipe.hgetall(dlq.job(job_id))
         depth, *hashes = await pipe.execute()
     entries = [entry_from_hash(i, h) for i, h in zip(ids, hashes, strict=True) if h]
-    return DlqListing(queue=queue, dlq=dlq.name, depth=int(depth), entries=entries)
+    return DlqListing(queue=queue.shown, dlq=dlq.shown, depth=int(depth), entries=entries)
 
 
-async def dlq_show(store: QueueStore, queue: str, job_id: str) -> DlqEntry | None:
-    raw = await store.redis.hgetall(store.dlq_keys(queue).job(job_id))
+async def dlq_show(store: QueueStore, queue: QueueRef, job_id: str) -> DlqEntry | None:
+    raw = await store.redis.hgetall(store.dlq(queue).job(job_id))
     fields = {str(k): str(v) for k, v in raw.items()}
     return entry_from_hash(job_id, fields) if fields else None
 
@@ -150,14 +151,14 @@ _DROPPED_KEYS = ",".join(
 )
 
 
-def _left(queue: str, dlq: str, job_id: str, name: str, outcome: str) -> ReplayedJob:
+def _left(queue: QueueRef, dlq: str, job_id: str, name: str, outcome: str) -> ReplayedJob:
     if outcome == "taken-same":
         problem = (
-            f"'{queue}' already has job {job_id} with the same name and data (replayed or "
+            f"'{queue.shown}' already has job {job_id} with the same name and data (replayed or "
             "re-added earlier?); left in the DLQ so it does not run twice"
         )
     elif outcome == "taken-other":
-        problem = f"'{queue}' already has a different job with id {job_id}; left in the DLQ"
+        problem = f"'{queue.shown}' already has a different job with id {job_id}; left in the DLQ"
     elif outcome == "no-hash":
         problem = f"'{dlq}' lists job {job_id} but holds no data for it; left as it is"
     else:
@@ -167,7 +168,7 @@ def _left(queue: str, dlq: str, job_id: str, name: str, outcome: str) -> Replaye
 
 async def dlq_replay(
     store: QueueStore,
-    queue: str,
+    queue: QueueRef,
     *,
     count: int,
     batch_size: int | None = None,
@@ -184,9 +185,9 @@ async def dlq_replay(
     The result lists only what this run moved.
     """
     if await is_paused(store, queue):
-        raise Refused(f"'{queue}' is paused; resume it first, replayed jobs would not run")
+        raise Refused(f"'{queue.shown}' is paused; resume it first, replayed jobs would not run")
     await checkpoint("checked")
-    src, dlq = store.keys(queue), store.dlq_keys(queue)
+    src, dlq = queue, store.dlq(queue)
     keys = [
         dlq.key("failed"),
         dlq.key("meta"),
@@ -219,7 +220,7 @@ async def dlq_replay(
                 if outcome == "replayed":
                     done.append(ReplayedJob(job_id=job_id, name=name, replayed=True))
                 elif job_id not in left:
-                    left[job_id] = _left(queue, dlq.name, job_id, name, outcome)
+                    left[job_id] = _left(queue, dlq.shown, job_id, name, outcome)
         sizer.done(looked, len(calls))
         for flat in answers:
             if isinstance(flat, Exception):
@@ -229,8 +230,8 @@ async def dlq_replay(
         if any(len(flat) // 3 < n for flat, n in zip(answers, sizes, strict=True)):
             break  # a call found fewer than it asked for: the DLQ is empty past our leftovers
     return ReplayResult(
-        queue=queue,
-        dlq=dlq.name,
+        queue=queue.shown,
+        dlq=dlq.shown,
         requested=count,
         replayed=done,
         left=list(left.values()),

@@ -23,6 +23,8 @@ class QueueSnapshot(Record):
     """One queue at a glance; `counts` has exactly npm bullmq getJobCounts()'s eight keys."""
 
     name: str
+    prefix: str = Field("bull", description="its key prefix: the queue is `<prefix>:<name>`")
+    label: str = Field("", exclude=True, description="how replies show it (`shown`)")
     counts: dict[str, int]
     is_paused: bool
     oldest_waiting_age_ms: int | None
@@ -32,11 +34,21 @@ class QueueSnapshot(Record):
     waiting_sample: int = Field(description="how many of the next-to-run jobs were sampled")
     failed_sample: int = Field(description="how many of the newest failed jobs were sampled")
 
+    @property
+    def shown(self) -> str:
+        return self.label or self.name
+
+    @property
+    def full(self) -> str:
+        return f"{self.prefix}:{self.name}"
+
 
 class QueueWork(Record):
     """What the probe saw in one queue."""
 
     name: str
+    prefix: str = "bull"
+    label: str = Field("", exclude=True, description="how replies show it (`shown`)")
     is_paused: bool
     ready: int
     due_delayed: int
@@ -48,6 +60,14 @@ class QueueWork(Record):
     counts: dict[str, int] = Field(
         default_factory=dict, description="jobs by state, as QueueSnapshot.counts has them"
     )
+
+    @property
+    def shown(self) -> str:
+        return self.label or self.name
+
+    @property
+    def full(self) -> str:
+        return f"{self.prefix}:{self.name}"
 
     @property
     def runnable(self) -> bool:
@@ -62,7 +82,8 @@ class ProbeResult(Record):
 
     @property
     def runnable(self) -> list[str]:
-        return [q.name for q in self.queues if q.runnable]
+        """The queues a drain would do work in now, as replies show them."""
+        return [q.shown for q in self.queues if q.runnable]
 
 
 class JobMove(Record):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.queues.keys import COUNT_STATES
+from bot.queues.keys import COUNT_STATES, QueueRef
 from bot.queues.models import ProbeResult, QueueWork
 from bot.queues.store import QueueStore
 
@@ -45,7 +45,7 @@ class TickOptions:
 
 async def probe(
     store: QueueStore,
-    queues: Sequence[str],
+    queues: Sequence[QueueRef],
     *,
     now_ms: int | None = None,
     options: TickOptions | None = None,
@@ -56,8 +56,8 @@ async def probe(
     if not queues and not opts.extras:
         return ProbeResult(queues=[], extras=[])
     keys: list[str] = []
-    for name in queues:
-        keys += [store.keys(name).base, store.dlq_keys(name).base]
+    for queue in queues:
+        keys += [queue.base, store.dlq(queue).base]
     args: list[str | int] = [
         due_score(now),
         ACTIVE_SAMPLE,
@@ -73,7 +73,9 @@ async def probe(
         at_ms=now,
         queues=[
             QueueWork(
-                name=name,
+                name=queue.name,
+                prefix=queue.prefix,
+                label=queue.shown,
                 is_paused=bool(int(row[0])),
                 ready=int(row[1]),
                 due_delayed=int(row[2]),
@@ -84,7 +86,7 @@ async def probe(
                 oldest_runnable_since_ms=int(row[7]) if int(row[7]) >= 0 else None,
                 counts={s: int(n) for s, n in zip(COUNT_STATES, row[8], strict=True)},
             )
-            for name, row in zip(queues, per_queue, strict=True)
+            for queue, row in zip(queues, per_queue, strict=True)
         ],
         extras=[x if isinstance(x, list) else int(x) for x in extras],
     )

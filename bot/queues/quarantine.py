@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 from bot.errors import OperationFailed
 from bot.patterns import MATCH_CHARS, PatternTooSlow, UserPattern
 from bot.queues.batching import CallSizer, ScriptCall, run_round
+from bot.queues.keys import QueueRef
 from bot.queues.models import BulkQuarantineResult, JobMove
 from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
 from bot.text import plural
@@ -83,35 +84,35 @@ NS_PER_LIST_ENTRY = 40
 search through the middle of a long list in the reply that refuses it."""
 
 
-def _problem(queue: str, dlq: str, job_id: str, code: str) -> str:
+def _problem(queue: QueueRef, dlq: str, job_id: str, code: str) -> str:
     if code == "missing":
-        return f"job {job_id} not found in queue '{queue}'"
+        return f"job {job_id} not found in queue '{queue.shown}'"
     if code == "active":
         return (
-            f"job {job_id} in '{queue}' is active: a worker holds its lock. Let it finish or "
+            f"job {job_id} in '{queue.shown}' is active: a worker holds its lock. Let it finish or "
             "fail, then quarantine it"
         )
     if code.startswith("dlq-has:"):
         return f"'{dlq}' already holds a job with id {job_id}; nothing was moved"
     if code.startswith("flow:"):
         return (
-            f"job {job_id} in '{queue}' belongs to a flow (parent {code[5:]}); moving it "
+            f"job {job_id} in '{queue.shown}' belongs to a flow (parent {code[5:]}); moving it "
             "would strand its parent"
         )
     if code.startswith("state:not "):
-        return f"job {job_id} in '{queue}' is no longer {code[10:]}; it was left where it is"
+        return f"job {job_id} in '{queue.shown}' is no longer {code[10:]}; it was left where it is"
     if code.startswith("state:"):
         state = code[6:]
         return (
-            f"job {job_id} in '{queue}' is {state}; only "
+            f"job {job_id} in '{queue.shown}' is {state}; only "
             f"{', '.join(MOVABLE_STATES)} jobs can be quarantined"
         )
-    return f"job {job_id} in '{queue}': unexpected outcome {code}"
+    return f"job {job_id} in '{queue.shown}': unexpected outcome {code}"
 
 
 async def _move(
     store: QueueStore,
-    queue: str,
+    queue: QueueRef,
     job_ids: Sequence[str],
     *,
     reason: str,
@@ -120,7 +121,7 @@ async def _move(
     scan_bound: int = LIST_SCAN_BOUND,
     deep: bool = False,
 ) -> list[JobMove]:
-    src, dlq = store.keys(queue), store.dlq_keys(queue)
+    src, dlq = queue, store.dlq(queue)
     keys = [
         src.key(s)
         for s in (
@@ -142,7 +143,7 @@ async def _move(
         int(time.time() * 1000),
         reason,
         actor,
-        queue,
+        queue.name,
         ",".join(states),
         scan_bound,
         "deep" if deep else "bounded",
@@ -156,7 +157,7 @@ async def _move(
         elif code.startswith("deep:"):
             moves.append(_too_deep(queue, job_id, code, scan_bound))
         else:
-            problem = _problem(queue, dlq.name, job_id, code)
+            problem = _problem(queue, dlq.shown, job_id, code)
             moves.append(JobMove(job_id=job_id, moved=False, outcome=code, problem=problem))
     return moves
 
@@ -172,13 +173,13 @@ def _moved(job_id: str, code: str) -> JobMove:
     return move
 
 
-def _too_deep(queue: str, job_id: str, code: str, bound: int) -> JobMove:
+def _too_deep(queue: QueueRef, job_id: str, code: str, bound: int) -> JobMove:
     """'deep:<list>:<length>': not within `bound` entries of either end; nothing moved."""
     _, name, length_text = code.split(":")
     length = int(length_text)
     estimated_ms = round(length * NS_PER_LIST_ENTRY / 1_000_000, 1)
     problem = (
-        f"job {job_id} is not within {bound:,} jobs of either end of '{queue}''s {name} list "
+        f"job {job_id} is not within {bound:,} jobs of either end of '{queue.shown}''s {name} list "
         f"({length:,} jobs), so it is somewhere in the middle; finding and moving it means "
         f"one Redis call comparing up to {length:,} entries, ~{estimated_ms:g} ms during "
         "which every worker on this Redis waits. Nothing was moved: add --deep to accept "
@@ -198,7 +199,7 @@ def _too_deep(queue: str, job_id: str, code: str, bound: int) -> JobMove:
 
 async def quarantine_job(
     store: QueueStore,
-    queue: str,
+    queue: QueueRef,
     job_id: str,
     *,
     reason: str,
@@ -219,10 +220,10 @@ async def quarantine_job(
         deep=deep,
     )
     if move.outcome == "missing":
-        dlq = store.dlq_keys(queue)
+        dlq = store.dlq(queue)
         if await store.redis.zscore(dlq.key("failed"), job_id) is not None:
             move = move.model_copy(
-                update={"problem": f"job {job_id} is already quarantined in '{dlq.name}'"}
+                update={"problem": f"job {job_id} is already quarantined in '{dlq.shown}'"}
             )
     return move
 
@@ -266,8 +267,10 @@ class FailedEntry:
     score: str
 
 
-def _page_call(store: QueueStore, queue: str, after: FailedEntry | None, size: int) -> ScriptCall:
-    keys = store.keys(queue)
+def _page_call(
+    store: QueueStore, queue: QueueRef, after: FailedEntry | None, size: int
+) -> ScriptCall:
+    keys = queue
     anchor, score = (after.job_id, after.score) if after else ("", "0")
     return ScriptCall(
         store.scripts.failed_page,
@@ -287,7 +290,7 @@ def _page(answer: list[str]) -> list[FailedEntry]:
 
 
 async def failed_page(
-    store: QueueStore, queue: str, after: FailedEntry | None, size: int = PAGE_SIZE
+    store: QueueStore, queue: QueueRef, after: FailedEntry | None, size: int = PAGE_SIZE
 ) -> list[FailedEntry]:
     """One page of the failed set, oldest first, starting after `after` (a cursor that
     survives jobs being removed in front of it; see lua/failed_page.lua), in one call."""
@@ -314,14 +317,14 @@ class MatchPreview:
 
 
 async def preview_matching(
-    store: QueueStore, queue: str, pattern: UserPattern, *, limit: int, sample: int = 15
+    store: QueueStore, queue: QueueRef, pattern: UserPattern, *, limit: int, sample: int = 15
 ) -> MatchPreview:
     """The confirmation's preview, cheaply: a match-all pattern is counted with ZCARD (and
     one short page for the sample); any other pattern is matched page by page (bounded
     calls, RE2 off the event loop), stopping at `limit` matches. Nothing moves."""
     if matches_everything(pattern):
         first = await failed_page(store, queue, None, sample)
-        total = int(await store.redis.zcard(store.keys(queue).key("failed")))
+        total = int(await store.redis.zcard(queue.key("failed")))
         shown = [(e.job_id, e.reason) for e in first]
         return MatchPreview(min(total, limit), 0, shown[:limit], counted_without_reading=True)
     count = read = 0
@@ -343,7 +346,7 @@ async def preview_matching(
 
 
 async def find_matching(
-    store: QueueStore, queue: str, pattern: UserPattern, *, limit: int
+    store: QueueStore, queue: QueueRef, pattern: UserPattern, *, limit: int
 ) -> tuple[list[tuple[str, str]], int]:
     """Failed jobs whose reason matches, oldest first, at most `limit`; and how many were read.
     Nothing moves."""
@@ -383,7 +386,7 @@ class _BulkRun:
     def __init__(
         self,
         store: QueueStore,
-        queue: str,
+        queue: QueueRef,
         pattern: UserPattern,
         *,
         limit: int,
@@ -394,7 +397,7 @@ class _BulkRun:
     ) -> None:
         self.store, self.queue, self.pattern, self.limit = store, queue, pattern, limit
         self.sizer, self.checkpoint = sizer, checkpoint
-        src, dlq = store.keys(queue), store.dlq_keys(queue)
+        src, dlq = queue, store.dlq(queue)
         self.keys = [
             src.key("failed"),
             src.key("meta"),
@@ -403,7 +406,7 @@ class _BulkRun:
             dlq.key("meta"),
             dlq.key("events"),
         ]
-        self.head: list[str | int] = [src.base, dlq.base, 0, reason, actor, queue]
+        self.head: list[str | int] = [src.base, dlq.base, 0, reason, actor, queue.name]
         self.moved: list[JobMove] = []
         self.unmovable: dict[str, JobMove] = {}
         self.scanned = self.matched = self.batches = self.rounds = 0
@@ -421,8 +424,8 @@ class _BulkRun:
 
     def result(self) -> BulkQuarantineResult:
         return BulkQuarantineResult(
-            queue=self.queue,
-            dlq=self.store.dlq_name(self.queue),
+            queue=self.queue.shown,
+            dlq=self.store.dlq(self.queue).shown,
             pattern=self.pattern.source,
             scanned=self.scanned,
             matched=self.matched,
@@ -447,7 +450,7 @@ class _BulkRun:
         # the event loop (model_copy is a few times cheaper than even model_construct).
         self.moved += [_MOVED.model_copy(update={"job_id": i}) for i in moved_ids]
         fresh = len(moved_ids)
-        dlq = self.store.dlq_name(self.queue)
+        dlq = self.store.dlq(self.queue).shown
         for job_id, code in zip(others[0::2], others[1::2], strict=True):
             # "missing": another run (or a retry) took it between our read and our move;
             # or this run did, in a call whose answer was lost and that redis-py sent again.
@@ -457,7 +460,8 @@ class _BulkRun:
             if job_id in self.unmovable:
                 continue
             problem = (
-                f"'{self.queue}' lists failed job {job_id} but holds no data for it; left as it is"
+                f"'{self.queue.shown}' lists failed job {job_id} but holds no data for it; "
+                "left as it is"
                 if code == "no-hash"
                 else _problem(self.queue, dlq, job_id, code)
             )
@@ -548,7 +552,7 @@ class _BulkRun:
         Redis' time) and nothing is matched on the client. The run's place lives in Redis
         (KEYS[7]), so rounds of pipelined calls continue each other exactly; a call that
         reaches the limit looks at fewer jobs than it asked for, which ends the run."""
-        run_key = self.store.keys(self.queue).key(f"qo-bulk:{uuid.uuid4().hex}")
+        run_key = self.queue.key(f"qo-bulk:{uuid.uuid4().hex}")
         self.literal_run_key = run_key
         keys = [*self.keys, run_key]
 
@@ -678,7 +682,7 @@ class _BulkRun:
 
 async def quarantine_matching(
     store: QueueStore,
-    queue: str,
+    queue: QueueRef,
     pattern: UserPattern,
     *,
     limit: int,

@@ -1,7 +1,8 @@
 """QueueService: the one object commands use to read and move BullMQ jobs.
 
-It owns which queues exist (configured, or discovered once and cached) and turns the
-adapter's results into errors a person can act on. Every method is async and safe to
+It owns which queues exist (the catalogue: configured, or discovered) and what a person's
+word for a queue means (a short or a full name: `QueueRef`), and turns the adapter's
+results into errors a person can act on. Every method is async and safe to
 crash in the middle of (see the modules it delegates to).
 """
 
@@ -14,7 +15,8 @@ from redis.asyncio import Redis
 from bot.errors import NotFound
 from bot.patterns import UserPattern
 from bot.queues import control, dlq, probe, quarantine, snapshot
-from bot.queues.discovery import discover_queues
+from bot.queues.catalog import QueueCatalog
+from bot.queues.keys import QueueRef
 from bot.queues.models import (
     BulkQuarantineResult,
     DlqEntry,
@@ -34,41 +36,50 @@ class QueueService:
         self,
         redis: Redis,
         *,
-        prefix: str = "bull",
+        prefixes: Sequence[str] | None = None,
         dlq_suffix: str = "-dlq",
         queues: Sequence[str] | None = None,
+        rediscover_ms: int = 600_000,
     ) -> None:
-        self.store = QueueStore(redis, prefix=prefix, dlq_suffix=dlq_suffix)
-        self._configured = list(queues) if queues else None
-        self._discovered: list[str] | None = None
+        self.store = QueueStore(redis, dlq_suffix=dlq_suffix)
+        self.catalog = QueueCatalog(
+            redis,
+            prefixes=prefixes,
+            entries=queues,
+            dlq_suffix=dlq_suffix,
+            rediscover_ms=rediscover_ms,
+        )
 
     @property
     def redis(self) -> Redis:
         return self.store.redis
 
+    async def queues(self, *, refresh: bool = False) -> list[QueueRef]:
+        """The queues queueops works on (configured, or discovered: bot/queues/catalog.py)."""
+        return await self.catalog.queues(refresh=refresh)
+
     async def queue_names(self, *, refresh: bool = False) -> list[str]:
-        """The configured queues, or those SCAN found (once per process unless refreshed)."""
-        if self._configured is not None:
-            return list(self._configured)
-        if self._discovered is None or refresh:
-            self._discovered = await discover_queues(self.store)
-        return list(self._discovered)
+        """The same queues as replies show them."""
+        return [q.shown for q in await self.queues(refresh=refresh)]
 
-    async def require_queue(self, name: str) -> str:
-        """The name, if it is a known queue; else NotFound naming the known ones."""
-        known = await self.queue_names()
-        if name not in known and self._configured is None:
-            known = await self.queue_names(refresh=True)  # it may be newer than our cache
-        if name in known:
-            return name
-        listing = ", ".join(known[:20]) or "none"
-        source = "QUEUEOPS_QUEUES" if self._configured is not None else "discovered"
-        raise NotFound(f"unknown queue '{name}' ({source}: {listing})")
+    async def require_queue(self, word: str) -> QueueRef:
+        """The queue `word` names (short or full name); NotFound naming the known ones, or
+        Ambiguous naming the full names a short one could mean."""
+        return await self.catalog.resolve(word)
 
-    async def _resolve(self, names: Sequence[str] | None) -> list[str]:
+    def ref(self, word: str) -> QueueRef:
+        """The queue a word names without asking Redis: a full name as it is, a short name
+        under the first prefix in scope (where queueops' own demo and tests put queues)."""
+        return QueueRef.parse(word) if ":" in word else QueueRef(self.catalog.scope[0], word)
+
+    def dlq_shown(self, word: str) -> str:
+        """The DLQ of the queue a person named, as they named it plus the suffix."""
+        return f"{word}{self.store.dlq_suffix}"
+
+    async def _resolve(self, names: Sequence[str] | None) -> list[QueueRef]:
         if names:
             return [await self.require_queue(n) for n in names]
-        return await self.queue_names()
+        return await self.queues()
 
     async def snapshot(
         self, names: Sequence[str] | None = None, *, now_ms: int | None = None
@@ -98,22 +109,29 @@ class QueueService:
     ) -> JobMove:
         """Move one job to the DLQ. A waiting job is looked for within `scan_bound` entries
         of each end of its list; deeper, it is refused with the cost unless `deep`."""
-        await self.require_queue(queue)
         return await quarantine.quarantine_job(
-            self.store, queue, job_id, reason=reason, actor=actor, deep=deep, scan_bound=scan_bound
+            self.store,
+            await self.require_queue(queue),
+            job_id,
+            reason=reason,
+            actor=actor,
+            deep=deep,
+            scan_bound=scan_bound,
         )
 
     async def find_failed_matching(
         self, queue: str, pattern: UserPattern, *, limit: int
     ) -> tuple[list[tuple[str, str]], int]:
-        await self.require_queue(queue)
-        return await quarantine.find_matching(self.store, queue, pattern, limit=limit)
+        return await quarantine.find_matching(
+            self.store, await self.require_queue(queue), pattern, limit=limit
+        )
 
     async def preview_failed_matching(
         self, queue: str, pattern: UserPattern, *, limit: int
     ) -> MatchPreview:
-        await self.require_queue(queue)
-        return await quarantine.preview_matching(self.store, queue, pattern, limit=limit)
+        return await quarantine.preview_matching(
+            self.store, await self.require_queue(queue), pattern, limit=limit
+        )
 
     async def quarantine_matching(
         self,
@@ -126,10 +144,9 @@ class QueueService:
         batch_size: int | None = None,
         checkpoint: Checkpoint = no_checkpoint,
     ) -> BulkQuarantineResult:
-        await self.require_queue(queue)
         return await quarantine.quarantine_matching(
             self.store,
-            queue,
+            await self.require_queue(queue),
             pattern,
             limit=limit,
             reason=reason,
@@ -141,14 +158,14 @@ class QueueService:
     async def dlq_list(
         self, queue: str, *, limit: int = 20, oldest_first: bool = False
     ) -> DlqListing:
-        await self.require_queue(queue)
-        return await dlq.dlq_list(self.store, queue, limit=limit, oldest_first=oldest_first)
+        return await dlq.dlq_list(
+            self.store, await self.require_queue(queue), limit=limit, oldest_first=oldest_first
+        )
 
     async def dlq_show(self, queue: str, job_id: str) -> DlqEntry:
-        await self.require_queue(queue)
-        entry = await dlq.dlq_show(self.store, queue, job_id)
+        entry = await dlq.dlq_show(self.store, await self.require_queue(queue), job_id)
         if entry is None:
-            raise NotFound(f"job {job_id} is not in '{self.store.dlq_name(queue)}'")
+            raise NotFound(f"job {job_id} is not in '{self.dlq_shown(queue)}'")
         return entry
 
     async def dlq_replay(
@@ -159,9 +176,12 @@ class QueueService:
         batch_size: int | None = None,
         checkpoint: Checkpoint = no_checkpoint,
     ) -> ReplayResult:
-        await self.require_queue(queue)
         return await dlq.dlq_replay(
-            self.store, queue, count=count, batch_size=batch_size, checkpoint=checkpoint
+            self.store,
+            await self.require_queue(queue),
+            count=count,
+            batch_size=batch_size,
+            checkpoint=checkpoint,
         )
 
     async def pause(self, queue: str) -> bool:
@@ -172,7 +192,7 @@ class QueueService:
 
     async def promote_due(self, queue: str) -> int:
         """Delayed jobs of `queue` whose time has come, moved to wait (before a drain)."""
-        return await control.promote_due(self.store, queue)
+        return await control.promote_due(self.store, await self.require_queue(queue))
 
     async def retry(self, queue: str, *, count: int | None) -> int:
         return await control.retry_failed(self.store, await self.require_queue(queue), count=count)

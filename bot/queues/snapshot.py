@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from bot.queues.keys import COUNT_STATES
+from bot.queues.keys import COUNT_STATES, QueueRef
 from bot.queues.models import QueueSnapshot, Tally
 from bot.queues.store import QueueStore
 
@@ -29,7 +29,7 @@ def _reason_headline(reason: str) -> str:
 
 async def snapshot(
     store: QueueStore,
-    queues: Sequence[str],
+    queues: Sequence[QueueRef],
     *,
     now_ms: int | None = None,
     waiting_sample: int = WAITING_SAMPLE,
@@ -39,16 +39,18 @@ async def snapshot(
     if not queues:
         return []
     keys: list[str] = []
-    for name in queues:
-        keys += [store.keys(name).base, store.dlq_keys(name).base]
+    for queue in queues:
+        keys += [queue.base, store.dlq(queue).base]
     raw: list[Any] = await store.scripts.snapshot(keys=keys, args=[waiting_sample, failed_sample])
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     result = []
-    for name, (counts, paused, oldest, names, reasons, dlq_depth) in zip(queues, raw, strict=True):
+    for queue, (counts, paused, oldest, names, reasons, dlq_depth) in zip(queues, raw, strict=True):
         oldest_since = int(oldest)
         result.append(
             QueueSnapshot(
-                name=name,
+                name=queue.name,
+                prefix=queue.prefix,
+                label=queue.shown,
                 counts={state: int(n) for state, n in zip(COUNT_STATES, counts, strict=True)},
                 is_paused=bool(int(paused)),
                 oldest_waiting_age_ms=max(now - oldest_since, 0) if oldest_since >= 0 else None,

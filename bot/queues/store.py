@@ -1,5 +1,6 @@
 """The shared handle every adapter module works through: one Redis client, our scripts,
-the key prefix, the DLQ naming, and PyPI bullmq Queue objects bound to the same client."""
+the DLQ naming, and PyPI bullmq Queue objects bound to the same client. Queues are named by
+`QueueRef` (prefix and name), so one store reaches queues under any number of prefixes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bot.queues.keys import QueueKeys
+from bot.queues.keys import QueueRef
 from bot.queues.scripts import Scripts
 
 Checkpoint = Callable[[str], Awaitable[None]]
@@ -24,7 +25,6 @@ async def no_checkpoint(step: str) -> None:
 @dataclass
 class QueueStore:
     redis: Redis
-    prefix: str = "bull"
     dlq_suffix: str = "-dlq"
     scripts: Scripts = field(init=False)
     _bullmq: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
@@ -32,24 +32,19 @@ class QueueStore:
     def __post_init__(self) -> None:
         self.scripts = Scripts.register(self.redis)
 
-    def keys(self, queue: str) -> QueueKeys:
-        return QueueKeys(self.prefix, queue)
-
-    def dlq_name(self, queue: str) -> str:
-        return f"{queue}{self.dlq_suffix}"
-
-    def dlq_keys(self, queue: str) -> QueueKeys:
-        return QueueKeys(self.prefix, self.dlq_name(queue))
+    def dlq(self, queue: QueueRef) -> QueueRef:
+        """`<base>-dlq`: the dead-letter queue beside `queue`, under the same prefix."""
+        return queue.with_suffix(self.dlq_suffix)
 
     def is_dlq(self, name: str) -> bool:
         return name.endswith(self.dlq_suffix)
 
-    def bullmq(self, queue: str) -> Any:
+    def bullmq(self, queue: QueueRef) -> Any:
         """A PyPI bullmq Queue on our client (cached: each one registers ~40 scripts)."""
-        found = self._bullmq.get(queue)
+        found = self._bullmq.get(queue.full)
         if found is None:
             from bullmq import Queue  # here: PyPI bullmq costs any CLI run ~50 ms at import
 
-            found = Queue(queue, {"prefix": self.prefix, "connection": self.redis})
-            self._bullmq[queue] = found
+            found = Queue(queue.name, {"prefix": queue.prefix, "connection": self.redis})
+            self._bullmq[queue.full] = found
         return found

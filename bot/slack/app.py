@@ -18,8 +18,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.alerts.chart import draw_png
 from bot.audit import AuditEntry, AuditLog, redact_text
+from bot.charts import draw_png
 from bot.config import Settings
 from bot.dispatch import Dispatcher
 from bot.errors import UsageError

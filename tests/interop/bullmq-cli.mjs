@@ -6,7 +6,12 @@
 //
 //   node tests/interop/bullmq-cli.mjs <command> '<json args>'
 //
-// Redis is taken from env REDIS_URL (default redis://127.0.0.1:6379/9).
+// Redis is taken from env REDIS_URL (default redis://127.0.0.1:6379/9), or,
+// when env REDIS_CLUSTER_NODES ("host:port,host:port,...") is set, is the Redis
+// Cluster those nodes belong to (REDIS_URL is then ignored). On a cluster every
+// command works as long as each queue's keys share one slot: BullMQ keys are
+// `<prefix>:<queue>:<suffix>`, so hash-tag the prefix (`{bull}`) or the queue
+// name (`{orders}`; `{orders}-children` then hashes to the same slot).
 // Every command prints exactly one JSON document on stdout and exits 0; on
 // error the message goes to stderr and the exit code is 1. All queues, workers,
 // flow producers and the Redis connection are closed before exiting.
@@ -33,6 +38,7 @@ console.info = console.error;
 console.debug = console.error;
 
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379/9';
+const REDIS_CLUSTER_NODES = process.env.REDIS_CLUSTER_NODES || '';
 // Hard cap for one invocation, so an unreachable Redis (ioredis retries forever
 // with maxRetriesPerRequest: null) cannot hang the test suite.
 const COMMAND_TIMEOUT_MS = Number(process.env.BULLMQ_CLI_TIMEOUT_MS || 30000);
@@ -52,14 +58,58 @@ function redact(url) {
   }
 }
 
+/** REDIS_CLUSTER_NODES ("host:port,...") as ioredis Cluster startup nodes. */
+function parseClusterNodes(csv) {
+  return csv
+    .split(',')
+    .map(s => s.trim())
+    .filter(Boolean)
+    .map(hostPort => {
+      const colon = hostPort.lastIndexOf(':');
+      const host = hostPort.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+      const port = Number(hostPort.slice(colon + 1));
+      if (colon <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) {
+        throw new UsageError(`REDIS_CLUSTER_NODES: ${JSON.stringify(hostPort)} is not host:port`);
+      }
+      return { host, port };
+    });
+}
+
+/**
+ * The one connection: a Cluster client when startup nodes are given, else a plain
+ * Redis on `url`. BullMQ requires maxRetriesPerRequest null (Workers block); on a
+ * Cluster it reads it from redisOptions, the options of each node's connection.
+ * Workers' blocking connections are made by BullMQ with duplicate(), which its
+ * client adapter makes cluster-aware (a new Cluster on the same startup nodes).
+ */
+function connect(url, clusterNodes) {
+  if (clusterNodes.length === 0) {
+    return new IORedis(url, { maxRetriesPerRequest: null });
+  }
+  // The default clusterRetryStrategy (retry forever) is kept, so a node
+  // restart mid-command is survived; an unreachable cluster still fails fast,
+  // as the first failed slot refresh emits 'error' and connect() rejects.
+  return new IORedis.Cluster(clusterNodes, { redisOptions: { maxRetriesPerRequest: null } });
+}
+
 /** Owns the one Redis connection and every BullMQ object created on it. */
 class Resources {
-  constructor(url) {
+  constructor(url, clusterNodes = []) {
     this.url = url;
-    this.connection = new IORedis(url, { maxRetriesPerRequest: null });
+    this.clusterNodes = clusterNodes;
+    this.connection = connect(url, clusterNodes);
     this.reported = new Set();
     this.connection.on('error', err => this.report('redis connection error', err));
+    this.connection.on('node error', (err, node) =>
+      this.report(`redis cluster node ${node} error`, err),
+    );
     this.closables = [];
+  }
+
+  /** Where we connect, for error messages (a URL without its password). */
+  where() {
+    if (this.clusterNodes.length === 0) return redact(this.url);
+    return `cluster ${this.clusterNodes.map(n => `${n.host}:${n.port}`).join(',')}`;
   }
 
   /** Print each distinct error once (ioredis/BullMQ repeat them on every retry). */
@@ -87,8 +137,11 @@ class Resources {
         else resolve();
       };
       const onReady = () => done();
-      const onError = err =>
-        done(new Error(`cannot connect to Redis at ${redact(this.url)}: ${err.message}`));
+      // A Cluster's "Failed to refresh slots cache." carries the real cause.
+      const onError = err => {
+        const cause = err.lastNodeError ? ` (${err.lastNodeError.message})` : '';
+        done(new Error(`cannot connect to Redis at ${this.where()}: ${err.message}${cause}`));
+      };
       conn.on('ready', onReady);
       conn.on('error', onError);
     });
@@ -609,7 +662,7 @@ async function main() {
   let exitCode = 0;
   try {
     const { command, args } = parseArgv(process.argv.slice(2));
-    res = new Resources(REDIS_URL);
+    res = new Resources(REDIS_URL, parseClusterNodes(REDIS_CLUSTER_NODES));
     await res.connect();
     const result = await COMMANDS[command](res, args);
     output = JSON.stringify(result === undefined ? null : result);

@@ -1,25 +1,38 @@
 """The picture: a queue's depth over the last hour, from the samples each tick keeps
-(`<state>:depth:<prefix>:<queue>`, newest first), drawn with matplotlib as a PNG."""
+(`<state>:depth:<prefix>:<queue>`, newest first), drawn with matplotlib as a PNG. Slack
+posts it in incident channels and under `snapshot --chart`; it knows nothing of either."""
 
 from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
 from bot.queues.samples import DepthSamples
 
+FullName = Callable[[str], Awaitable[str | None]]
+"""A person's word for a queue (an alert's `queue` label) to its full name, or None."""
+
+
+async def _as_is(word: str) -> str | None:
+    return word
+
 
 class DepthChart:
-    def __init__(self, redis: Redis, sample_key_base: str, prefix: str) -> None:
-        self.samples = DepthSamples(redis, sample_key_base, prefix)
+    def __init__(self, redis: Redis, sample_key_base: str, full_name: FullName = _as_is) -> None:
+        self.samples = DepthSamples(redis, sample_key_base)
+        self.full_name = full_name
 
     async def png(self, queues: Sequence[str]) -> bytes | None:
         """None when no queue has two samples in the last hour yet."""
-        data = {q: await self.samples.series(q) for q in queues}
+        data: dict[str, list[tuple[int, int]]] = {}
+        for word in queues:
+            full = await self.full_name(word)
+            if full is not None:
+                data[word] = await self.samples.series(full)
         data = {q: pts for q, pts in data.items() if len(pts) >= 2}
         if not data:
             return None
