@@ -15,6 +15,12 @@ command, so the handshake is kept to what is needed:
   long-lived connections (`queueops serve`, the shell), so `CLIENT LIST` tells an operator
   which client is the bot. A one-shot CLI call is gone before anyone could look.
 
+Redis Cluster is told from the server, not from a variable: `connect` asks once (`INFO
+cluster`) and, on a cluster, returns redis-py's cluster client instead, typed as `Redis`
+(it speaks the same commands; the few places that differ check `is_cluster`). On a cluster,
+queueops' own state keys move under one hash tag (`{queueops}:…`) so the scripts that touch
+several of them (the tick's lease and history) stay in one slot.
+
 The pool is bounded (POOL_SIZE connections; a command waits for a free one): 50 Slack
 commands at once used to open 48 connections, each with its handshake round trips and, in
 redis-py, a package-metadata lookup for CLIENT SETINFO (2 ms of CPU on the event loop). The
@@ -28,11 +34,14 @@ from functools import cache
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.driver_info import DriverInfo
+from redis.exceptions import RedisError
 
 from bot.config import Settings
+from bot.queues.keys import hash_tag
 
 CONNECT_TIMEOUT_S = 3.0
 COMMAND_TIMEOUT_S = 30.0
@@ -89,15 +98,89 @@ def make_redis(settings: Settings, *, client_name: str | None = None) -> Redis:
     return Redis.from_pool(pool)
 
 
+class _CountingCluster(RedisCluster):
+    """The cluster client, counting what it sends as `_Counting` does for a single server
+    (its pipelines are not counted: the tick sends none)."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        _Sent.count += 1
+        return await super().execute_command(*args, **kwargs)
+
+
+def is_cluster(redis: Redis) -> bool:
+    return isinstance(redis, RedisCluster)
+
+
+def _cluster_kwargs(settings: Settings, client_name: str | None) -> dict[str, Any]:
+    named: dict[str, Any] = (
+        {"client_name": client_name, "driver_info": _driver_info()}
+        if client_name is not None
+        else {"driver_info": None}
+    )
+    return {
+        "decode_responses": True,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "protocol": DEFAULT_PROTOCOL,
+        "max_connections": POOL_SIZE,
+        **named,
+    }
+
+
+def make_cluster(settings: Settings, *, client_name: str | None = None) -> Redis:
+    """The cluster client for REDIS_URL (any node: it learns the others from it)."""
+    client = _CountingCluster.from_url(
+        settings.redis_url,
+        socket_timeout=COMMAND_TIMEOUT_S,
+        **_cluster_kwargs(settings, client_name),
+    )
+    return client  # type: ignore[return-value]  # same command API, see the docstring
+
+
+def cluster_settings(settings: Settings) -> Settings:
+    """The settings for a cluster: queueops' own keys under one hash tag."""
+    if hash_tag(f"{settings.state_prefix}:") is not None:
+        return settings
+    return settings.model_copy(update={"state_prefix": f"{{{settings.state_prefix}}}"})
+
+
+async def connect(settings: Settings, *, client_name: str | None = None) -> tuple[Redis, Settings]:
+    """The client for REDIS_URL, a cluster client when the server is in cluster mode, and
+    the settings to use with it. One `INFO cluster`; a server that refuses INFO (some
+    hosted ones do) or cannot be reached is taken as a single server (a later command
+    reports what is wrong)."""
+    plain = make_redis(settings, client_name=client_name)
+    if settings.redis_url.startswith("unix:"):
+        return plain, settings
+    try:
+        info = await plain.info("cluster")
+    except (RedisError, OSError):
+        return plain, settings
+    if not int(info.get("cluster_enabled", 0)):
+        return plain, settings
+    await plain.aclose()
+    return make_cluster(settings, client_name=client_name), cluster_settings(settings)
+
+
 WAKE_CLIENT_NAME = "queueops-wake"
 
 
-def make_wake_client(settings: Settings, *, socket_timeout_s: float) -> Redis:
+def make_wake_client(
+    settings: Settings, *, socket_timeout_s: float, cluster: bool = False
+) -> Redis:
     """The instant drains' blocking connection (scheduler/instant.py): its own single
     connection, so no command queues behind a BZPOPMIN of minutes; a socket timeout above
     the block; no retry (a lost connection is reopened by the caller, with backoff, not
     re-sent at once); named, so CLIENT LIST shows it; not counted in `commands_sent`, since
-    the tick measures its own cost with that counter and the watch counts its blocks."""
+    the tick measures its own cost with that counter and the watch counts its blocks. On a
+    cluster, a cluster client: one connection per master holding markers (a BZPOPMIN per
+    slot, scheduler/instant.py)."""
+    if cluster:
+        wake = RedisCluster.from_url(
+            settings.redis_url,
+            socket_timeout=socket_timeout_s,
+            **{**_cluster_kwargs(settings, WAKE_CLIENT_NAME), "max_connections": 64},
+        )
+        return wake  # type: ignore[return-value]
     return Redis.from_url(
         settings.redis_url,
         decode_responses=True,

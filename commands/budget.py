@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from bot.durations import format_duration_ms
+from bot.queues.catalog import SCAN_COUNT, DiscoveryCost
 from bot.roles import Role
 from bot.text import plural
 from commands.context import CommandContext
@@ -53,12 +54,22 @@ class BudgetReply(Reply):
     share: float
     snapshot_commands: int
     audit_reads: bool
-    queues_configured: bool
     instant: bool = False
     """Instant drains (DRAIN_INSTANT, with a DRAIN_URL): the leader also blocks on the
     queues' markers, `wake_cost` blocking commands a cadence."""
     wake_cost: int = 0
     wake_measured: bool = False
+    discovery: DiscoveryCost | None = None
+    """The last discovery this process made, when the configuration needs discovery."""
+    discover_every_ms: int = 600_000
+
+    @property
+    def discovery_month(self) -> int:
+        """Discovery's steady cost a month: its SCAN calls every QUEUEOPS_DISCOVER_EVERY (the
+        meta checks are paid once per new key)."""
+        if self.discovery is None:
+            return 0
+        return math.ceil(MONTH_MS / self.discover_every_ms) * self.discovery.scan_calls
 
     @property
     def per_tick(self) -> int:
@@ -67,11 +78,12 @@ class BudgetReply(Reply):
 
     @property
     def cron_month(self) -> int:
-        return math.ceil(MONTH_MS / self.every_ms) * self.per_tick
+        return math.ceil(MONTH_MS / self.every_ms) * self.per_tick + self.discovery_month
 
     @property
     def always_on_month(self) -> int:
-        return self.queues * WORKER_IDLE_PER_MINUTE * MONTH_MS // 60_000
+        workers = self.queues * WORKER_IDLE_PER_MINUTE * MONTH_MS // 60_000
+        return workers + self.discovery_month
 
     @property
     def fastest_every_ms(self) -> int:
@@ -97,18 +109,39 @@ class BudgetReply(Reply):
             "instantDrains": self.instant,
             "wakeCost": self.wake_cost if self.instant else 0,
             "wakeMeasured": self.instant and self.wake_measured,
+            "discovery": None
+            if self.discovery is None
+            else {
+                "every": format_duration_ms(self.discover_every_ms),
+                "scanCalls": self.discovery.scan_calls,
+                "metaChecks": self.discovery.checks,
+                "queuesFound": self.discovery.found,
+                "perMonth": self.discovery_month,
+            },
         }
 
     def _snapshot_line(self) -> str:
         what = "1 script call" + (" + 1 audit write" if self.audit_reads else "")
         if not self.audit_reads:
             what += "; reads are not audited (QUEUEOPS_AUDIT_READS=true adds 1)"
-        if not self.queues_configured:
+        if self.discovery is not None:
             what += (
-                "; a process's first one also SCANs for queues (about 1 call per 1,000 keys:"
-                " set QUEUEOPS_QUEUES to skip it)"
+                "; a process's first one also looks for queues (the discovery line: set "
+                "QUEUEOPS_QUEUES to plain names to skip it)"
             )
         return f"{self.snapshot_commands} ({what})"
+
+    def _discovery_line(self) -> str:
+        d = self.discovery
+        if d is None:
+            return "none: QUEUEOPS_QUEUES names every queue"
+        every = format_duration_ms(self.discover_every_ms)
+        return (
+            f"{plural(d.scan_calls, 'SCAN call')} (the whole keyspace, up to {SCAN_COUNT:,} "
+            f"keys a call: N keys cost N/{SCAN_COUNT:,}) every {every}, "
+            f"{self.discovery_month:,} a month; {plural(d.found, 'queue')} found, "
+            f"{plural(d.checks, 'new meta key')} checked once each"
+        )
 
     def view(self) -> list[Block]:
         d = self.data()
@@ -137,6 +170,7 @@ class BudgetReply(Reply):
                     ),
                     (f"fastest cadence within {self.share:g}%", d["fastestEvery"]),
                     ("Redis commands per snapshot", self._snapshot_line()),
+                    ("queue discovery", self._discovery_line()),
                 ]
             ),
         ]
@@ -176,6 +210,7 @@ def parse(words: Sequence[str]) -> BudgetRequest:
 async def run(req: BudgetRequest, ctx: CommandContext) -> BudgetReply:
     status = await ctx.cron_state().status()
     queues = len(await ctx.queues.queue_names()) or 1
+    catalog = ctx.queues.catalog
     return BudgetReply(
         mode=status.mode,
         every_ms=status.every_ms,
@@ -186,10 +221,11 @@ async def run(req: BudgetRequest, ctx: CommandContext) -> BudgetReply:
         share=req.share,
         snapshot_commands=snapshot_cost(audit_reads=ctx.settings.audit_reads),
         audit_reads=ctx.settings.audit_reads,
-        queues_configured=ctx.settings.queues is not None,
         instant=ctx.instant_drains,
         wake_cost=status.wake_blocks(status.every_ms, ctx.settings.drain_wake_max_ms),
         wake_measured=status.wake_cost is not None,
+        discovery=catalog.last_cost if catalog.needs_discovery else None,
+        discover_every_ms=catalog.rediscover_ms,
     )
 
 

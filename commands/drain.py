@@ -110,10 +110,12 @@ async def run(req: DrainRequest, ctx: CommandContext) -> DrainReply:
         raise OperationFailed("DRAIN_URL is not set: queueops does not know the app to drain")
     # Due delayed jobs first, as the cron does: an endpoint that looks for waiting work
     # would start no Worker for them (bot/queues/lua/promote_due.lua).
-    for queue in [req.queue] if req.queue else await ctx.queues.queue_names():
-        await ctx.queues.promote_due(queue)
+    # A queue the catalogue does not know is refused here, before the app is called.
+    named = await ctx.queues.require_queue(req.queue) if req.queue else None
+    for ref in [named] if named else await ctx.queues.queues():
+        await ctx.queues.promote_due(ref.full)
     result = await ctx.drain.drain(
-        req.queue,
+        named.name if named else None,  # the app knows its queues by their BullMQ names
         max_duration_ms=req.max_duration_ms,
         max_jobs=req.max_jobs,
         concurrency=req.concurrency,

@@ -78,7 +78,21 @@ class Ticker:
             if not self._running:
                 self._idle.set()
 
+    async def discover(self) -> None:
+        """The slow cadence of discovery (QUEUEOPS_DISCOVER_EVERY): new queues join the
+        tick without a restart. Its cost is the catalogue's `last_cost`, not the tick's."""
+        try:
+            await self.service.queues(refresh=True)
+        except Exception as err:  # Redis down: the last list stands, the next look retries
+            log.warning("discovery failed: %s", err)
+
     async def _tick(self) -> ProbeResult | None:
+        try:
+            await self.service.queues()  # the first discovery, outside the tick's own cost
+        except Exception as err:
+            log.warning("tick: could not list the queues: %s", err)
+            TICK_PROBE_FAILURES.inc()
+            return None
         before = commands_sent()
         values = {
             IDLE_TICK_COST: "" if self.idle_tick_cost is None else str(self.idle_tick_cost),
@@ -126,6 +140,14 @@ class Ticker:
             replace_existing=True,
             **({"next_run_time": datetime.now(UTC)} if first_now else {}),
         )
+        catalog = self.service.catalog
+        if catalog.needs_discovery:
+            self.scheduler.add_job(
+                self.discover,
+                IntervalTrigger(seconds=catalog.rediscover_ms / 1000),
+                id="discover",
+                replace_existing=True,
+            )
         self.scheduler.start()
 
     def reschedule(self, every_ms: int) -> None:

@@ -55,7 +55,7 @@ async def test_bulk_quarantine_stopped_after_any_round_loses_nothing(
         # crash lands between two rounds.
         await quarantine.quarantine_matching(
             service.store,
-            "jobs",
+            service.ref("jobs"),
             pattern,
             limit=20,
             reason="r",
@@ -99,7 +99,7 @@ async def test_replay_stopped_after_any_step_loses_nothing_and_runs_nothing_twic
     with pytest.raises(Crash):
         await dlq.dlq_replay(
             service.store,
-            "jobs",
+            service.ref("jobs"),
             count=20,
             batch_size=3,
             round_size=7,

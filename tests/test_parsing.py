@@ -55,7 +55,7 @@ def test_valid_words_become_requests() -> None:
             ["quarantine", "q", "--failed-matching", "x", "--limit", "ten"],
             "--limit: 'ten' is not a whole number",
         ),
-        (["quarantine", "bad:queue", "1", "--reason", "r"], "QUEUE: 'bad:queue' is not a queue"),
+        (["quarantine", "bad/queue", "1", "--reason", "r"], "QUEUE: 'bad/queue' is not a queue"),
         (["quarantine", "q", "1", "--reason", "r", "--force"], "unknown option --force"),
         (["quarantine", "q", "1", "--reson", "r"], "did you mean '--reason'?"),
         (["dlq", "show", "q"], "missing JOB_ID"),
@@ -129,7 +129,7 @@ INTERNAL_RE = re.compile(r"\b[a-z]+_[a-z_]+\b")  # a snake_case name: a field, n
     ("line", "says"),
     [
         ("snapshot --chart x --frob", "unknown option --frob"),
-        ("snapshot bad:name", "QUEUE: 'bad:name' is not a queue name"),
+        ("snapshot bad:na$me", "QUEUE: 'bad:na$me' is not a queue name"),
         ("quarantine", "missing QUEUE"),
         ("quarantine q 1 --reason r --limit", "--limit needs a value"),
         ("quarantine q --failed-matching x --limit 1.5", "--limit: '1.5' is not a whole number"),

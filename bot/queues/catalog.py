@@ -12,7 +12,9 @@ A queue is named by its short name when that is unique, or always by its full na
 
 "What exists" is discovery: SCAN for `*:meta` keys whose hash carries the fields npm bullmq
 5 writes there (`version` = "bullmq:…", set by every Queue object; `opts.maxLenEvents`, set
-with the first job), a check done once per key (a pipelined HMGET) and remembered. SCAN
+with the first job), a check done once per key found (a pipelined HMGET) and remembered
+(a hash without those fields is asked again: it may be a queue whose meta has only `paused`
+so far; a key that is no hash is not). SCAN
 walks the whole keyspace whatever its MATCH, COUNT keys a call: a Redis of N keys costs
 N/1000 calls, which `budget` reports from the last run (`last_cost`). It runs when first
 needed, on `refresh_due` (the serve's slow cadence), and when a command names a queue the
@@ -91,6 +93,7 @@ class QueueCatalog:
         self.rediscover_ms = rediscover_ms
         self.last_cost: DiscoveryCost | None = None
         self._verified: set[str] = set()
+        self._rejected: set[str] = set()
         self._existing: list[QueueRef] | None = None
         self._queues: list[QueueRef] | None = None
         for entry in self.entries or ():
@@ -137,7 +140,8 @@ class QueueCatalog:
         candidates: list[str] = []
         found: set[QueueRef] = set()
         scan_calls = await self._scan(match, candidates)
-        new = [key for key in candidates if key not in self._verified]
+        known = self._verified | self._rejected
+        new = [key for key in candidates if key not in known]
         checks = 0
         for start in range(0, len(new), CHECK_BATCH):
             batch = new[start : start + CHECK_BATCH]
@@ -149,6 +153,11 @@ class QueueCatalog:
             for key, reply in zip(batch, replies, strict=True):
                 if isinstance(reply, list) and _looks_like_bullmq(reply):
                     self._verified.add(key)
+                elif "WRONGTYPE" in str(reply):
+                    # Not a hash: never a queue's meta. A hash without BullMQ's fields is
+                    # asked again next time (a queue paused before its first job has only
+                    # `paused` there until a Queue object writes `version`).
+                    self._rejected.add(key)
         for key in candidates:
             if key not in self._verified:
                 continue
@@ -221,7 +230,15 @@ class QueueCatalog:
     def _expand_one(self, entry: str, existing: list[QueueRef]) -> list[QueueRef]:
         if is_glob(entry):
             if ":" in entry:
-                return [r for r in existing if fnmatch.fnmatchcase(r.full, entry)]
+                # Split at the last ':' like a full name and match each part on its own:
+                # against `r.full`, `*` also matched ':', so `p:ocr-*` took the queues of a
+                # prefix `p:ocr-legacy` (tests/test_addressing.py, full-name glob test).
+                prefix, _, name = entry.rpartition(":")
+                return [
+                    r
+                    for r in existing
+                    if fnmatch.fnmatchcase(r.prefix, prefix) and fnmatch.fnmatchcase(r.name, name)
+                ]
             return [r for r in existing if fnmatch.fnmatchcase(r.name, entry)]
         if ":" in entry:
             return [QueueRef.parse(entry)]
