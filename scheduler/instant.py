@@ -34,6 +34,12 @@ The blocking connection is its own client (not the pool commands share: a comman
 wait behind a 5-minute BZPOPMIN), with no retry of its own and a socket timeout above the
 block. A dropped connection (hosted services close long-blocking ones) is reopened with
 exponential backoff, logged once per outage, never a storm.
+
+On Redis Cluster a BZPOPMIN's keys must share one slot, so the watch is one blocking command
+per slot holding markers (a `{bull}` prefix: still one; hash-tagged queue names: one per
+queue), each its own task on the one wake client (a cluster client: a connection per
+blocking command, from the pool of the node holding that slot). An idle cadence then costs
+one block per slot group, and `cost_text` says so.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from redis.exceptions import RedisError
 
 from bot.queues.keys import QueueRef
 from bot.queues.models import ProbeResult
+from bot.queues.slots import is_cluster_client, slot_of
 from bot.urls import hide_url_credentials
 from scheduler.cron import DrainCron
 from scheduler.state import wake_block_ms, wake_blocks_per_cadence
@@ -93,7 +100,11 @@ class InstantDrain:
         self.markers: dict[str, str] = {}
         """The queues the last tick probed, as shown, and their marker keys."""
         self.blocks = 0
-        """Blocking commands sent so far (the cost `budget` and `cron status` show)."""
+        """Blocking commands sent so far, all groups together (the cost `budget` and
+        `cron status` show)."""
+        self.groups = 1
+        """Blocking watches at once: 1, or on Redis Cluster one per slot holding markers."""
+        self._markers_changed = asyncio.Event()
         self.wakes = 0
         """Markers that asked for a drain (due now, or at their time)."""
         self.drains = 0
@@ -131,13 +142,14 @@ class InstantDrain:
             return ""
         if not wakes and blocks:
             self._idle_cost = blocks
-        expected = wake_blocks_per_cadence(self.ticker.every_ms, self.wake_max_ms)
+        expected = wake_blocks_per_cadence(self.ticker.every_ms, self.wake_max_ms) * self.groups
         return str(self._idle_cost if self._idle_cost is not None else expected)
 
     async def on_tick(self, result: ProbeResult) -> None:
         """Follow the tick: the queues it probed, and whether this replica should watch
         (cron mode, not paused, holding the lease)."""
         self.markers = {q.shown: QueueRef(q.prefix, q.name).key("marker") for q in result.queues}
+        self._markers_changed.set()
         should = self.cron.on and self.cron.leading
         if should and not self.running:
             log.info(
@@ -186,12 +198,43 @@ class InstantDrain:
         return self._client
 
     async def _watch(self) -> None:
+        """One watch of every marker; on a cluster wake client, one per slot (started as
+        ticks bring queues in new slots; one whose slot lost its queues ends)."""
+        if not is_cluster_client(await self._client_for(self.block_ms / 1000)):
+            self.groups = 1
+            await self._watch_group(None)
+            return
+        watches: dict[int, asyncio.Task[None]] = {}
+        try:
+            while not self._stopping:
+                self._markers_changed.clear()
+                for slot in {slot_of(key) for key in self.markers.values()}:
+                    if slot not in watches or watches[slot].done():
+                        watches[slot] = asyncio.create_task(
+                            self._watch_group(slot), name=f"queueops-instant-drain-{slot}"
+                        )
+                watches = {slot: task for slot, task in watches.items() if not task.done()}
+                self.groups = max(len(watches), 1)
+                await self._markers_changed.wait()
+        finally:
+            for task in watches.values():
+                task.cancel()
+            if watches:  # their connection is closed first (stop): they end at once
+                await asyncio.wait(watches.values(), timeout=STOP_WAIT_S)
+
+    async def _watch_group(self, slot: int | None) -> None:
+        """Block on the markers (of `slot` only, on a cluster) until stopped, or on a
+        cluster until no queue of the last tick is in `slot` any more."""
         backoff = BACKOFF_MIN_S
         failing = False
         while not self._stopping:
-            by_key = {key: q for q, key in self.markers.items()}
+            by_key = {
+                key: q for q, key in self.markers.items() if slot is None or slot_of(key) == slot
+            }
             block_s = self.block_ms / 1000
             if not by_key:
+                if slot is not None:
+                    return
                 await asyncio.sleep(block_s)
                 continue
             client = await self._client_for(block_s)
@@ -213,7 +256,8 @@ class InstantDrain:
                         BACKOFF_MAX_S,
                     )
                     failing = True
-                await self._close_client()
+                if self._client is client:  # not one another group's failure reopened
+                    await self._close_client()
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue

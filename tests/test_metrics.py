@@ -78,9 +78,12 @@ async def test_queue_gauges_are_the_snapshot_counts_and_cost_no_command(
     bot = await make_bot(queues="mq,mr", drain_every_ms=3_600_000)
     ticker = bot.app[TICKER]
     await ticker.tick()  # the first: loads the script, the watcher reads its state once
-    before = commands_sent()
-    await ticker.tick()
-    assert commands_sent() - before == 1  # the probe's EVALSHA; exporting added nothing
+    costs = []
+    for _ in range(3):  # the least of three: a stray task of an earlier test may count too
+        before = commands_sent()
+        await ticker.tick()
+        costs.append(commands_sent() - before)
+    assert min(costs) == 1  # the probe's EVALSHA; exporting added nothing
     before = commands_sent()
     generate_latest()
     assert commands_sent() == before

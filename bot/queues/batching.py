@@ -46,7 +46,12 @@ async def run_round(redis: Redis, calls: Sequence[ScriptCall]) -> list[Any]:
         async with redis.pipeline(transaction=False) as pipe:
             for i in pending:
                 call = calls[i]
-                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                # Not pipe.evalsha(): redis-py's ClusterPipeline blocks that method (as it
+                # blocks EVALSHA in its pipelines), yet routes the same command sent by name
+                # to the node of its keys; on a single server it is the same command.
+                pipe.execute_command(
+                    "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args
+                )
             results = await pipe.execute(raise_on_error=False)
         missing = []
         for i, result in zip(pending, results, strict=True):

@@ -7,13 +7,17 @@ tick stays one command however much it learns.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
+
+from redis.exceptions import NoScriptError
 
 from bot.queues.keys import COUNT_STATES, QueueRef
 from bot.queues.models import ProbeResult, QueueWork
+from bot.queues.slots import group_by_slot, group_for_calls, is_cluster_client, slot_of
 from bot.queues.store import QueueStore
 
 ACTIVE_SAMPLE = 100
@@ -43,6 +47,111 @@ class TickOptions:
     extras: Sequence[Extra] = field(default_factory=tuple)
 
 
+def _keys(store: QueueStore, queues: Sequence[QueueRef]) -> list[str]:
+    keys: list[str] = []
+    for queue in queues:
+        keys += [queue.base, store.dlq(queue).base]
+    return keys
+
+
+def _extra_args(extras: Sequence[Extra]) -> list[str | int]:
+    args: list[str | int] = []
+    for extra in extras:
+        args += [extra.kind, extra.key, *extra.args]
+    return args
+
+
+async def _probe_cluster(
+    store: QueueStore, queues: Sequence[QueueRef], head: list[str | int], opts: TickOptions
+) -> tuple[list[Any], list[Any]]:
+    """One EVALSHA per slot group, sent together. The extras (queueops' own keys, all under
+    one hash tag: the scripts touch them in ARGV, not KEYS) ride in the call of the group
+    in their slot, else in one call of their own, sent to the node holding that slot."""
+    extras_slot: int | None = None
+    if opts.extras:
+        extras_slot = slot_of(opts.extras[0].key)
+        # The cron extra also touches its lease key (args[0]): the same tag, the same slot.
+        touched = [
+            k for e in opts.extras for k in (e.key, *e.args[:1]) if e.kind == "cron" or k == e.key
+        ]
+        spread = [k for k in touched if slot_of(k) != extras_slot]
+        assert not spread, f"probe extras span slots: {spread} vs {opts.extras[0].key}"
+    groups = group_by_slot(queues)
+    slots = [slot_of(queues[g[0]].base) for g in groups]
+    if opts.keep_samples:
+        # The sample key is `<sample base><prefix>:<name>` (lua/probe.lua): it must hash
+        # with the queue's keys, which samples.sample_key_base's brace-free base ensures.
+        for group, slot in zip(groups, slots, strict=True):
+            for i in group:
+                sample_key = f"{opts.sample_key_base}{queues[i].full}"
+                assert slot_of(sample_key) == slot, f"{sample_key} is not in slot {slot}"
+    extras_args = _extra_args(opts.extras)
+
+    carrier = slots.index(extras_slot) if extras_slot in slots else None
+
+    async def call(group: list[int], at: int) -> list[Any]:
+        args = head + extras_args if at == carrier else head
+        answer: list[Any] = await store.scripts.probe(
+            keys=_keys(store, [queues[i] for i in group]), args=args
+        )
+        return answer
+
+    calls = [call(g, at) for at, g in enumerate(groups)]
+    alone = extras_slot is not None and carrier is None
+    if alone:
+        calls.append(_extras_only(store, head + extras_args, opts.extras[0].key))
+    answers = await asyncio.gather(*calls)
+    per_queue: list[Any] = [None] * len(queues)
+    extras: list[Any] = []
+    for at, (group, answer) in enumerate(zip(groups, answers, strict=False)):
+        *rows, group_extras = answer
+        for i, row in zip(group, rows, strict=True):
+            per_queue[i] = row
+        if at == carrier:
+            extras = group_extras
+    if alone:
+        extras = answers[-1][-1]
+    return per_queue, extras
+
+
+async def _probe_server(
+    store: QueueStore, queues: Sequence[QueueRef], head: list[str | int], opts: TickOptions
+) -> tuple[list[Any], list[Any]]:
+    """One server: one EVALSHA per QUEUES_PER_CALL queues, the extras in the first."""
+    groups = group_for_calls(queues, cluster=False) or [[]]
+    extras_args = _extra_args(opts.extras)
+
+    async def call(group: list[int], first: bool) -> list[Any]:
+        answer: list[Any] = await store.scripts.probe(
+            keys=_keys(store, [queues[i] for i in group]),
+            args=head + extras_args if first else head,
+        )
+        return answer
+
+    answers = await asyncio.gather(*(call(g, at == 0) for at, g in enumerate(groups)))
+    per_queue: list[Any] = [None] * len(queues)
+    for group, answer in zip(groups, answers, strict=True):
+        for i, row in zip(group, answer[:-1], strict=True):
+            per_queue[i] = row
+    return per_queue, answers[0][-1]
+
+
+async def _extras_only(store: QueueStore, args: list[str | int], routing_key: str) -> list[Any]:
+    """The probe with no queues (no KEYS): redis-py would send a key-less EVALSHA to a
+    random node, so it goes to the node holding `routing_key`'s slot."""
+    cluster = cast(Any, store.redis)
+    script = store.scripts.probe
+    node = cluster.get_node_from_key(routing_key)
+    try:
+        answer: list[Any] = await cluster.execute_command(
+            "EVALSHA", script.sha, 0, *args, target_nodes=node
+        )
+    except NoScriptError:
+        await store.redis.script_load(script.script)  # on every primary (redis-py)
+        answer = await cluster.execute_command("EVALSHA", script.sha, 0, *args, target_nodes=node)
+    return answer
+
+
 async def probe(
     store: QueueStore,
     queues: Sequence[QueueRef],
@@ -50,25 +159,23 @@ async def probe(
     now_ms: int | None = None,
     options: TickOptions | None = None,
 ) -> ProbeResult:
-    """Exactly one EVALSHA for all queues (see lua/probe.lua)."""
+    """One EVALSHA for up to 40 queues (see lua/probe.lua; bot/queues/slots.py says why no
+    more); on Redis Cluster one per slot that holds queues (`_probe_cluster`)."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     opts = options or TickOptions()
     if not queues and not opts.extras:
         return ProbeResult(queues=[], extras=[])
-    keys: list[str] = []
-    for queue in queues:
-        keys += [queue.base, store.dlq(queue).base]
-    args: list[str | int] = [
+    head: list[str | int] = [
         due_score(now),
         ACTIVE_SAMPLE,
         opts.keep_samples,
         opts.sample_key_base,
         now,
     ]
-    for extra in opts.extras:
-        args += [extra.kind, extra.key, *extra.args]
-    raw: list[Any] = await store.scripts.probe(keys=keys, args=args)
-    *per_queue, extras = raw
+    if is_cluster_client(store.redis):
+        per_queue, extras = await _probe_cluster(store, queues, head, opts)
+    else:
+        per_queue, extras = await _probe_server(store, queues, head, opts)
     return ProbeResult(
         at_ms=now,
         queues=[

@@ -28,6 +28,7 @@ from bot.queues.models import (
 )
 from bot.queues.probe import TickOptions
 from bot.queues.quarantine import MatchPreview
+from bot.queues.slots import is_cluster_client, require_one_slot
 from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
 
 
@@ -65,7 +66,11 @@ class QueueService:
     async def require_queue(self, word: str) -> QueueRef:
         """The queue `word` names (short or full name); NotFound naming the known ones, or
         Ambiguous naming the full names a short one could mean."""
-        return await self.catalog.resolve(word)
+        return self._checked(await self.catalog.resolve(word))
+
+    def _checked(self, ref: QueueRef) -> QueueRef:
+        """On Redis Cluster, `ref` only when its keys share one slot (slots.require_one_slot)."""
+        return require_one_slot(ref) if is_cluster_client(self.store.redis) else ref
 
     def ref(self, word: str) -> QueueRef:
         """The queue a word names without asking Redis: a full name as it is, a short name
@@ -79,7 +84,7 @@ class QueueService:
     async def _resolve(self, names: Sequence[str] | None) -> list[QueueRef]:
         if names:
             return [await self.require_queue(n) for n in names]
-        return await self.queues()
+        return [self._checked(q) for q in await self.queues()]
 
     async def snapshot(
         self, names: Sequence[str] | None = None, *, now_ms: int | None = None

@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.queues.keys import COUNT_STATES, QueueRef
 from bot.queues.models import QueueSnapshot, Tally
+from bot.queues.slots import is_cluster_client, per_slot
 from bot.queues.store import QueueStore
 
 # A page, as a dashboard shows one: the views show the top 5 names and reasons of these, and
@@ -35,13 +36,21 @@ async def snapshot(
     waiting_sample: int = WAITING_SAMPLE,
     failed_sample: int = FAILED_SAMPLE,
 ) -> list[QueueSnapshot]:
-    """One Redis command for all queues, whatever their backlog (see lua/snapshot.lua)."""
+    """One Redis command for up to 40 queues, whatever their backlog (see lua/snapshot.lua);
+    on Redis Cluster one per slot that holds queues (bot/queues/slots.py), sent together."""
     if not queues:
         return []
-    keys: list[str] = []
-    for queue in queues:
-        keys += [queue.base, store.dlq(queue).base]
-    raw: list[Any] = await store.scripts.snapshot(keys=keys, args=[waiting_sample, failed_sample])
+
+    async def call(group: Sequence[QueueRef]) -> list[Any]:
+        keys: list[str] = []
+        for queue in group:
+            keys += [queue.base, store.dlq(queue).base]
+        answer: list[Any] = await store.scripts.snapshot(
+            keys=keys, args=[waiting_sample, failed_sample]
+        )
+        return answer
+
+    raw = await per_slot(queues, call, cluster=is_cluster_client(store.redis))
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     result = []
     for queue, (counts, paused, oldest, names, reasons, dlq_depth) in zip(queues, raw, strict=True):
