@@ -47,13 +47,15 @@ COMMAND_LINES: tuple[tuple[str, str], ...] = (
     ("rotate-token", "rotate the drain endpoint's token with no moment of rejection"),
     ("help", "every command with its usage, role and an example"),
 )
-USAGE = """usage: queueops COMMAND [ARGUMENTS] [--json] [--yes]
+USAGE = """usage: queueops COMMAND [ARGUMENTS] [--json] [--yes] [--env NAME]
        queueops COMMAND --help
        queueops shell [--demo] | queueops serve | queueops --version
 
 Every /queue command of the Slack bot, from a terminal, against the Redis at REDIS_URL.
 --json prints one JSON document instead of text; --yes applies what would otherwise ask
-first (a worker mode switch). The terminal has the admin role.
+first (a worker mode switch). The terminal has the admin role. With several Redis
+deployments (QUEUEOPS_REDIS_URLS), --env NAME picks one (before or after the command); a
+snapshot without it shows each.
 """
 HELP_TAIL = """
   shell                the whole bot in a terminal: type commands as in Slack (--demo:
@@ -75,6 +77,8 @@ environment (configuration is read when a command runs, and checked then):
   SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET
                        the Slack app, for serve (or SLACK_APP_TOKEN for Socket Mode)
   DRAIN_URL            the app whose drain endpoint drain, cron and mode call
+  QUEUEOPS_REDIS_URLS  several Redis deployments, e.g. prod=redis://a,staging=redis://b
+                       (--env NAME picks one; DRAIN_URL_<ENV> is each one's app)
 """
 
 
@@ -114,23 +118,33 @@ async def run_words(
     """
     import asyncio
 
-    from bot.dispatch import make_dispatcher
-    from bot.redis_client import make_redis
+    from bot.environments import Environments
+    from bot.errors import UsageError
     from bot.render_text import render_text
     from bot.roles import Role
     from commands.reply import ErrorReply
     from commands.runner import ConfirmationNeeded
 
-    redis = make_redis(settings)  # one-shot: no name, no HELLO (bot/redis_client.py)
+    # One-shot: no name, no HELLO; one INFO tells a cluster (bot/redis_client.py); only the
+    # environment the command runs in is connected. No Prometheus metrics: nothing reads them.
+    envs = Environments(settings, rate_limited=False, metrics=False)
     try:
-        # One process per command: no Prometheus metrics, nothing would read them.
-        dispatcher = make_dispatcher(redis, settings, rate_limited=False, metrics=False)
+        env, words = envs.pick(words)
+    except UsageError as err:
+        return ErrorReply(message=str(err), exit_code=err.exit_code)
+    env_words = f" --env {env}" if env is not None else ""
+
+    async def admin(_: str) -> Role:
+        return Role.ADMIN
+
+    try:
 
         async def run(command_words: Sequence[str], confirmed: bool) -> Reply:
-            outcome = await dispatcher.run(
+            outcome = await envs.run(
+                env,
                 command_words,
+                role_in=admin,
                 actor=_actor(),
-                role=Role.ADMIN,
                 transport="cli",
                 confirmed=confirmed,
                 terminal=True,
@@ -145,16 +159,16 @@ async def run_words(
                 print(render_text(reply.preview.view()))
             return ErrorReply(
                 message="not confirmed (no terminal): nothing changed; to apply, rerun with "
-                f"--yes: queueops {reply.command} --yes"
+                f"--yes: queueops {reply.command}{env_words} --yes"
             )
         print(render_text(reply.preview.view()))
-        print(f"-- to apply: queueops {reply.command}")
+        print(f"-- to apply: queueops {reply.command}{env_words}")
         answer = await asyncio.to_thread(input, "apply it? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             return ErrorReply(message="not confirmed: nothing changed")
         return await run(reply.words, True)
     finally:
-        await redis.aclose()
+        await envs.aclose()
 
 
 def emit(reply: Reply, *, as_json: bool) -> int:
@@ -175,6 +189,8 @@ def emit(reply: Reply, *, as_json: bool) -> int:
         return reply.exit_code
     if not as_json:
         print(render_text(reply.view()))
+    if not reply.ok:  # a snapshot of several environments, one of which failed
+        return int(getattr(reply, "exit_code", 1))
     return 0
 
 
@@ -246,7 +262,16 @@ def _main(argv: Sequence[str] | None) -> int:
     assume_yes = "--yes" in args
     words = [a for a in args if a not in ("--json", "--yes")]
     if not words or any(a in HELP_FLAGS for a in words):
-        text, code = usage_of([a for a in words if a not in HELP_FLAGS])
+        helped = [a for a in words if a not in HELP_FLAGS]
+        if any(a == "--env" or a.startswith("--env=") for a in helped):
+            from bot.environments import split_env
+            from bot.errors import UsageError
+
+            try:
+                helped = split_env(helped)[1]
+            except UsageError:
+                helped = [a for a in helped if not a.startswith("--env")]
+        text, code = usage_of(helped)
         print(text, end="", file=sys.stdout if code == 0 else sys.stderr)
         return code
     from commands.reply import ErrorReply

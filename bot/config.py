@@ -8,6 +8,7 @@ ConfigError).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -71,6 +72,10 @@ def validate_queue_word(word: str) -> str:
             validate_prefix(prefix)
         except ValueError:
             raise ValueError(f"{word!r} is not a queue name or PREFIX:NAME") from None
+        if not _QUEUE_NAME.fullmatch(name) or len(name) > 200:
+            raise ValueError(
+                f"{word!r} is not a queue name (PREFIX:NAME, NAME of letters, digits, . _ -)"
+            )
     validate_queue_name(name)
     return word
 
@@ -118,6 +123,48 @@ def _check_redis_url(value: str) -> None:
         raise ValueError(f"'{shown}' is not a Redis URL redis-py accepts: {reason}") from None
 
 
+_ENV_NAME = re.compile(r"[a-z0-9-]{1,32}")
+# A comma followed by `name=` starts the next entry (a URL's query may hold commas).
+_NEXT_ENTRY = re.compile(r",\s*(?=[A-Za-z0-9_-]+=)")
+DEFAULT_ENV = "default"
+
+
+def validate_env_name(name: str) -> str:
+    """An environment's name: lowercase letters, digits and `-`, 1 to 32 characters."""
+    if not _ENV_NAME.fullmatch(name):
+        raise ValueError(
+            f"'{name[:40]}' is not an environment name (lowercase letters, digits, -; "
+            "1 to 32 characters)"
+        )
+    return name
+
+
+def env_variable_suffix(name: str) -> str:
+    """`staging-eu` -> `STAGING_EU`, as in DRAIN_URL_STAGING_EU."""
+    return name.upper().replace("-", "_")
+
+
+def parse_redis_urls(text: str) -> dict[str, str]:
+    """QUEUEOPS_REDIS_URLS: `name=url,name=url`; raise ValueError naming the bad entry."""
+    urls: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in _NEXT_ENTRY.split(text.strip()))):
+        name, sep, url = entry.partition("=")
+        if not sep or "://" in name:
+            raise ValueError(
+                f"'{url_fit_to_show(entry)[:80]}' is not name=url (e.g. prod=redis://host:6379)"
+            )
+        name = validate_env_name(name.strip())
+        if name in urls:
+            raise ValueError(f"the environment '{name}' is named twice")
+        url = url.strip()
+        try:
+            _check_redis_url(url)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+        urls[name] = url
+    return urls
+
+
 def _comma_list(value: object) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -150,6 +197,25 @@ class Settings(BaseSettings):
             "format": "`redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS) or "
             "`unix:///path/to/redis.sock?db=N`, with redis-py's query options "
             "(`?socket_timeout=5`); percent-encode `@ : / ? #` in a password",
+        },
+    )
+    redis_urls: Annotated[dict[str, str] | None, NoDecode] = Field(
+        None,
+        validation_alias="QUEUEOPS_REDIS_URLS",
+        description="Several Redis deployments (staging and production, several apps), each "
+        "an environment with a name: `--env NAME` (CLI, shell and Slack) picks one, a "
+        "`snapshot` without `--env` shows each. REDIS_URL, when set, stays the default "
+        "environment, named `default`; unset, the first one named here is the default. "
+        "Each environment's drain endpoint is `DRAIN_URL_<ENV>` (the name upper-cased, `-` "
+        "as `_`), and roles may be scoped to one (`admin@prod=U1`, QUEUEOPS_ROLES). Each URL "
+        "is checked as REDIS_URL is and never shown with its credentials.",
+        examples=[
+            "prod=rediss://default:s3cret@prod.example.com:6380/0,staging=redis://staging:6379"
+        ],
+        json_schema_extra={
+            "section": "Redis and queues",
+            "format": "`name=url` entries separated by commas; a name is lowercase letters, "
+            "digits and `-`, 1 to 32 characters, each once; each URL as REDIS_URL",
         },
     )
     queues: Annotated[tuple[str, ...] | None, NoDecode] = Field(
@@ -224,6 +290,33 @@ class Settings(BaseSettings):
         "all three, so every replica and the CLI switch together.",
         examples=["5e8b2c0d9f7a4e3b1c6d8f0a2b4c6e8f"],
         json_schema_extra={"section": "Drain endpoint and cron", "format": "text (secret)"},
+    )
+    env_drain_urls: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias="DRAIN_URL_<ENV>",
+        description="The drain endpoint of one environment of QUEUEOPS_REDIS_URLS, as "
+        "DRAIN_URL is the default environment's: `<ENV>` is the environment's name "
+        "upper-cased, `-` written `_` (`staging` ends in `_STAGING`, `eu-west` in "
+        "`_EU_WEST`). The cron drains each environment that has one; an environment without "
+        "one is not drained.",
+        examples=["https://staging.app.example.com"],
+        json_schema_extra={
+            "section": "Drain endpoint and cron",
+            "format": "http(s) URL, one variable per environment",
+        },
+    )
+    env_drain_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        validation_alias="DRAIN_QUEUES_TOKEN_<ENV>",
+        description="The drain endpoint's token of one environment of QUEUEOPS_REDIS_URLS "
+        "(`<ENV>` as in DRAIN_URL_<ENV>). The default environment's tokens are not sent to "
+        "another environment's app: unset, that app's drain is called without a token (a "
+        "token rotated by `rotate-token` in that environment's Redis still wins).",
+        examples=["5e8b2c0d9f7a4e3b1c6d8f0a2b4c6e8f"],
+        json_schema_extra={
+            "section": "Drain endpoint and cron",
+            "format": "text (secret), one variable per environment",
+        },
     )
     cron_secret: SecretStr | None = Field(
         None,
@@ -524,6 +617,15 @@ class Settings(BaseSettings):
 
     _redis_origin: str | None = PrivateAttr(default=None)
     """Where `redis_url` came from when not from the environment (the shell's embedded one)."""
+    _env_name: str | None = PrivateAttr(default=None)
+    """The environment these settings are of (`for_env`); None: not picked yet."""
+
+    @field_validator("redis_urls", mode="before")
+    @classmethod
+    def _redis_urls(cls, value: object) -> dict[str, str] | None:
+        if value is None or isinstance(value, dict):
+            return value
+        return parse_redis_urls(str(value)) or None
 
     @field_validator("redis_url")
     @classmethod
@@ -666,6 +768,52 @@ class Settings(BaseSettings):
         return format_duration_ms(self.drain_every_ms)
 
     @property
+    def environments(self) -> list[str]:
+        """The environments, in order: `default` (REDIS_URL) when QUEUEOPS_REDIS_URLS is
+        unset or REDIS_URL is set too, then those QUEUEOPS_REDIS_URLS names."""
+        named = list(self.redis_urls or {})
+        if not named or "redis_url" in self.model_fields_set:
+            return [DEFAULT_ENV, *named]
+        return named
+
+    @property
+    def default_env(self) -> str:
+        return self.environments[0]
+
+    @property
+    def env_name(self) -> str:
+        """The environment of these settings (the default one until `for_env` picks)."""
+        return self._env_name or self.default_env
+
+    def for_env(self, name: str) -> Settings:
+        """These settings in environment `name`: its Redis, its drain endpoint and token."""
+        if name not in self.environments:
+            raise ConfigError(
+                f"unknown environment '{name}' (known: {', '.join(self.environments)})"
+            )
+        if name == DEFAULT_ENV and name not in (self.redis_urls or {}):
+            copy = self.model_copy()
+        else:
+            urls = self.redis_urls or {}
+            update: dict[str, object] = {"redis_url": urls[name]}
+            if name in self.env_drain_urls or name != self.default_env:
+                # Its own app; the default environment's tokens are not sent to it. (The
+                # default environment, named here when REDIS_URL is unset, keeps DRAIN_URL
+                # and its tokens unless DRAIN_URL_<ENV> names another app.)
+                update |= {
+                    "drain_url": self.env_drain_urls.get(name),
+                    "drain_queues_token": self.env_drain_tokens.get(name),
+                    "cron_secret": None,
+                    "cron_token": None,
+                }
+            copy = self.model_copy(update=update)
+            copy._redis_origin = f"QUEUEOPS_REDIS_URLS, environment {name}"
+            # Which variables were set stays as it was: `environments` reads it.
+            object.__setattr__(copy, "__pydantic_fields_set__", set(self.model_fields_set))
+        copy._env_name = name
+        return copy
+
+    @property
     def slack_enabled(self) -> bool:
         """HTTP mode needs the bot token and the signing secret; Socket Mode the app token."""
         return self.slack_bot_token is not None and (
@@ -704,10 +852,59 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return field
 
 
+def _env_drain_values(overrides: dict[str, object]) -> dict[str, object]:
+    """DRAIN_URL_<ENV> and DRAIN_QUEUES_TOKEN_<ENV> for each environment QUEUEOPS_REDIS_URLS
+    names (they cannot be declared fields: their names depend on the environments). Raises
+    ConfigError naming the variable."""
+    given = overrides.get("redis_urls", os.environ.get("QUEUEOPS_REDIS_URLS"))
+    if given is None or "env_drain_urls" in overrides:
+        return overrides
+    try:
+        names = list(given) if isinstance(given, dict) else list(parse_redis_urls(str(given)))
+    except ValueError:
+        return overrides  # the model reports it, naming QUEUEOPS_REDIS_URLS
+    urls: dict[str, str] = {}
+    tokens: dict[str, SecretStr] = {}
+    for name in names:
+        suffix = env_variable_suffix(name)
+        url = os.environ.get(f"DRAIN_URL_{suffix}")
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(
+                    f"DRAIN_URL_{suffix}: '{url_fit_to_show(url)}' is not an http(s) URL"
+                )
+            urls[name] = url
+        token = os.environ.get(f"DRAIN_QUEUES_TOKEN_{suffix}")
+        if token is not None:
+            if not token.strip():
+                raise ConfigError(f"DRAIN_QUEUES_TOKEN_{suffix}: is set but blank")
+            tokens[name] = SecretStr(token)
+    return {**overrides, "env_drain_urls": urls, "env_drain_tokens": tokens}
+
+
+def _check_environments(settings: Settings) -> None:
+    """What needs every field at once: `default` taken twice, roles scoped to no env."""
+    named = settings.redis_urls or {}
+    if DEFAULT_ENV in named and "redis_url" in settings.model_fields_set:
+        raise ConfigError(
+            "QUEUEOPS_REDIS_URLS: 'default' is REDIS_URL's environment; name this one "
+            "otherwise, or unset REDIS_URL"
+        )
+    known = settings.environments
+    for env in settings.roles.environments():
+        if env not in known:
+            raise ConfigError(
+                f"QUEUEOPS_ROLES: '@{env}' names no environment (known: {', '.join(known)})"
+            )
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the environment; raise ConfigError("VARIABLE: what is wrong") on the first problem."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**_env_drain_values(overrides))  # type: ignore[arg-type]
+        _check_environments(settings)
+        return settings
     except ValidationError as err:
         first = err.errors()[0]
         message = plain_pydantic_message(first)

@@ -4,6 +4,12 @@ readiness and metrics. Later issues plug in alert intake and the drain cron here
 Nothing here polls: /healthz touches nothing, /readyz checks Redis and Slack only when asked
 (and caches the answer briefly, so a platform health check cannot burn the Redis budget),
 and an idle process sends no Redis command at all.
+
+Several Redis deployments (QUEUEOPS_REDIS_URLS): Slack commands run in the environment
+`--env` names (bot/environments.py), and every environment has its own tick (one command
+when idle) whose drain cron runs when it has a drain endpoint (DRAIN_URL for the default
+one, DRAIN_URL_<ENV> for the others). Slack's confirmations, the alert intake, incidents,
+the watcher, readiness and the depth charts stay on the default environment.
 """
 
 from __future__ import annotations
@@ -46,13 +52,14 @@ from bot.charts import DepthChart
 from bot.config import Settings
 from bot.deploy.select import backend_for
 from bot.dispatch import Dispatcher, make_dispatcher
+from bot.environments import Env, Environments
 from bot.errors import QueueOpsError
-from bot.metrics import ALERTS_DEAD_LETTERED, ALERTS_UNHANDLED
+from bot.metrics import ALERTS_DEAD_LETTERED, ALERTS_UNHANDLED, QueueGauges
 from bot.queues.models import ProbeResult
 from bot.queues.probe import Extra
 from bot.queues.samples import sample_key_base
 from bot.queues.service import QueueService
-from bot.redis_client import make_redis, make_wake_client
+from bot.redis_client import connect, is_cluster, make_wake_client
 from bot.slack.app import SlackHandlers, build_bolt_app
 from bot.slack.blocks import escape
 from bot.slack.confirmations import Confirmations
@@ -239,9 +246,92 @@ def _audit_to_channel(client: AsyncWebClient, channel: str) -> Any:
     return post
 
 
+class _NoGauges(QueueGauges):
+    """Another environment's tick exports no per-queue metrics: their series have no
+    environment label, and the same queue name in two environments would mix."""
+
+    def export(self, result: ProbeResult) -> None:
+        return None
+
+
+@dataclass
+class EnvTick:
+    """Another environment's tick (not the default one's), with its drain cron."""
+
+    env: Env
+    ticker: Ticker
+    cron: DrainCron | None = None
+    instant: InstantDrain | None = None
+
+
+ENV_TICKS = web.AppKey("env_ticks", list[EnvTick])
+"""The ticks of the environments other than the default one (QUEUEOPS_REDIS_URLS)."""
+
+
+def _env_tick(env: Env, emit: Any) -> EnvTick:
+    """An environment's own tick: one command when idle; its drain cron when the
+    environment has a drain endpoint; a failing drain streak alerts as the default one's."""
+    settings, dispatcher = env.settings, env.dispatcher
+    service = dispatcher.service
+    ticker = Ticker(
+        service,
+        every_ms=settings.drain_every_ms,
+        sample_key_base=sample_key_base(settings.state_prefix),
+    )
+    ticker.gauges = _NoGauges()
+    tick = EnvTick(env, ticker)
+    if dispatcher.drain is None or dispatcher.cron is None:
+        return tick
+    alerting = {"on": False}
+
+    async def drain_streak(streak: int, error: str | None) -> None:
+        firing = streak >= FAILURES_BEFORE_ALERT
+        if firing == alerting["on"]:
+            return
+        alerting["on"] = firing
+        await emit(
+            AlertEvent(
+                source="watcher",
+                group_key=f"watcher:drain:cron:{env.name}",
+                status="firing" if firing else "resolved",
+                title=f"DrainFailing {env.name}",
+                summary=f"{env.name}: {streak} drain ticks failed in a row: {error}"
+                if firing
+                else "",
+                starts_at=datetime.now(UTC),
+            )
+        )
+
+    tick.cron = DrainCron(
+        ticker,
+        dispatcher.cron,
+        dispatcher.drain,
+        owner=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
+        all_queues=service.catalog.literal_names(),
+        on_streak=drain_streak,
+        promote_due=service.promote_due,
+    )
+    if settings.drain_instant:
+        tick.instant = InstantDrain(
+            tick.cron,
+            ticker,
+            lambda timeout_s: make_wake_client(
+                settings, socket_timeout_s=timeout_s, cluster=is_cluster(env.redis)
+            ),
+            runnable=lambda queues: runnable_of(service, queues),
+            debounce_ms=settings.drain_wake_debounce_ms,
+            wake_max_ms=settings.drain_wake_max_ms,
+        )
+    return tick
+
+
 async def build_app(settings: Settings) -> web.Application:
-    redis = make_redis(settings, client_name="queueops-serve")
+    envs = Environments(settings, client_name="queueops-serve", rate_limited=True)
+    everything = settings
+    settings = settings.for_env(settings.default_env)
+    redis, settings = await connect(settings, client_name="queueops-serve")
     dispatcher = make_dispatcher(redis, settings, rate_limited=True)
+    envs.adopt(Env(settings.env_name, redis, settings, dispatcher))
     service = dispatcher.service
     audit = dispatcher.audit
     assert audit is not None
@@ -302,7 +392,9 @@ async def build_app(settings: Settings) -> web.Application:
             instant = InstantDrain(
                 cron,
                 ticker,
-                lambda timeout_s: make_wake_client(settings, socket_timeout_s=timeout_s),
+                lambda timeout_s: make_wake_client(
+                    settings, socket_timeout_s=timeout_s, cluster=is_cluster(redis)
+                ),
                 runnable=lambda queues: runnable_of(service, queues),
                 debounce_ms=settings.drain_wake_debounce_ms,
                 wake_max_ms=settings.drain_wake_max_ms,
@@ -314,6 +406,7 @@ async def build_app(settings: Settings) -> web.Application:
         settings.watch_dlq_growth,
     )
     ticker.add_hook(Watcher(rules, emit, redis, settings.state_prefix).on_tick)
+    env_ticks = [_env_tick(await envs.get(name), emit) for name in everything.environments[1:]]
     app = web.Application(client_max_size=MAX_BODY)
     intake = AlertIntake(
         stream,
@@ -336,6 +429,7 @@ async def build_app(settings: Settings) -> web.Application:
             Confirmations(redis, settings.state_prefix),
             RoleResolver(settings.roles, client),
             client,
+            envs=envs,
         )
         app.on_cleanup.append(lambda _: handlers.close())  # the response_url session
         bolt = build_bolt_app(settings, handlers, client)
@@ -379,6 +473,7 @@ async def build_app(settings: Settings) -> web.Application:
     app[TICKER] = ticker
     if instant is not None:
         app[INSTANT] = instant
+    app[ENV_TICKS] = env_ticks
 
     socket_task: list[asyncio.Task[None]] = []
 
@@ -404,6 +499,8 @@ async def build_app(settings: Settings) -> web.Application:
             except Exception as err:
                 log.warning("could not read the worker mode from App Runner: %s", err)
         ticker.start(first_now=instant is not None)
+        for each in env_ticks:
+            each.ticker.start(first_now=each.instant is not None)
 
     async def start_alerts(app: web.Application) -> None:
         """The worker reads what arrived while none ran, and retries what a crashed process
@@ -435,6 +532,11 @@ async def build_app(settings: Settings) -> web.Application:
         # next replica drains from its next tick instead of waiting out our lease.
         if await ticker.stop_and_wait(SHUTDOWN_GRACE_S) and cron is not None:
             await cron.release()
+        for each in env_ticks:
+            if each.instant is not None:
+                await each.instant.stop()
+            if await each.ticker.stop_and_wait(SHUTDOWN_GRACE_S) and each.cron is not None:
+                await each.cron.release()
         if worker is not None:
             await worker.stop()
         for task in socket_task:
@@ -443,7 +545,7 @@ async def build_app(settings: Settings) -> web.Application:
             await socket_handler.close_async()
 
     async def close_connections(app: web.Application) -> None:
-        await redis.aclose()
+        await envs.aclose()  # the default environment's `redis` too
         if client is not None and client.session is not None:
             await client.session.close()
 
@@ -460,11 +562,13 @@ def serve(settings: Settings) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    others = settings.environments[1:]
     log.info(
-        "queueops serve on :%d, Redis %s, BullMQ prefix '%s'",
+        "queueops serve on :%d, Redis %s%s, BullMQ prefixes %s",
         settings.port,
-        settings.redis_location(),
-        settings.prefix,
+        settings.for_env(settings.default_env).redis_location(),
+        f" (environment {settings.default_env}; also {', '.join(others)})" if others else "",
+        ", ".join(settings.prefixes) if settings.prefixes else "any (discovered)",
     )
     web.run_app(serving_app(settings), port=settings.port, print=None, shutdown_timeout=30)
     return 0

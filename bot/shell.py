@@ -32,10 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from redis.asyncio import Redis
+
 from bot.config import Settings, load_settings
 from bot.demo import fill_demo
-from bot.dispatch import make_dispatcher
+from bot.dispatch import Dispatcher
 from bot.embedded_redis import answers_ping, embedded_redis
+from bot.environments import Environments
 from bot.errors import OperationFailed, QueueOpsError
 from bot.redis_client import make_redis
 from bot.render_text import render_text
@@ -96,8 +99,12 @@ def _parser() -> argparse.ArgumentParser:
 def _redis_for(settings: Settings, *, demo: bool) -> Iterator[tuple[Settings, str]]:
     """(settings with the Redis to use, what it is). Errors about a Redis that REDIS_URL did
     not give name where it came from instead."""
-    if not demo and "REDIS_URL" in os.environ:
-        yield settings, settings.redis_location()
+    if not demo and ("REDIS_URL" in os.environ or settings.redis_urls):
+        # Several environments (QUEUEOPS_REDIS_URLS): those, never a guessed one.
+        shown = settings.for_env(settings.default_env).redis_location()
+        if len(settings.environments) > 1:
+            shown = f"{shown} ({settings.default_env}; also {', '.join(settings.environments[1:])})"
+        yield settings, shown
         return
     if not demo and answers_ping("localhost", 6379):
         local = settings.with_redis(settings.redis_url, origin="local, REDIS_URL is not set")
@@ -120,6 +127,8 @@ class Asked:
 
     pending: ConfirmationNeeded
     as_json: bool = False
+    env: str | None = None
+    """The environment `--env` named, where the confirmed command runs too."""
 
 
 class Shell:
@@ -127,8 +136,25 @@ class Shell:
         self.settings = settings
         self.user = user
         self.assume_yes = assume_yes
-        self.redis = make_redis(settings, client_name="queueops-shell")
-        self.dispatcher = make_dispatcher(self.redis, settings, rate_limited=False)
+        self.redis: Redis | None = None
+        self.envs = Environments(settings, client_name="queueops-shell", rate_limited=False)
+
+    async def dispatcher(self, env: str | None = None) -> Dispatcher:
+        """Connected on the first line in that environment (a cluster is told from the
+        server, bot/redis_client)."""
+        dispatcher = await self.envs.dispatcher(env)
+        if env is None or env == self.envs.default:
+            self.redis = (await self.envs.get(self.envs.default)).redis
+        return dispatcher
+
+    def role_in(self, env: str | None) -> Role:
+        """The role in an environment (QUEUEOPS_ROLES grants may be scoped `admin@prod=`)."""
+        if self.user is None:
+            return Role.ADMIN
+        return self.settings.roles.role_of({self.user}, env or self.envs.default)
+
+    async def _role_in(self, env: str) -> Role:
+        return self.role_in(env)
 
     @property
     def actor(self) -> str:
@@ -138,14 +164,19 @@ class Shell:
     def role(self) -> Role:
         """The local user is trusted like the CLI; `!as U123` gets what QUEUEOPS_ROLES grants
         that id (user groups need Slack, so only user ids and * count here)."""
-        return Role.ADMIN if self.user is None else self.settings.roles.role_of({self.user})
+        return self.role_in(None)
 
     @property
     def role_said(self) -> str:
         """The role and where it came from: "viewer (default: QUEUEOPS_ROLES unset)"."""
         if self.user is None:
             return f"{self.role.label} (the local user, trusted like the CLI)"
-        return f"{self.role.label} ({self.settings.roles.origin({self.user})})"
+        said = f"{self.role.label} ({self.settings.roles.origin({self.user}, self.envs.default)})"
+        if self.envs.several:
+            said += f" in {self.envs.default}; " + ", ".join(
+                f"{self.role_in(e).label} in {e}" for e in self.envs.names[1:]
+            )
+        return said
 
     def _shell_command(self, text: str) -> int:
         """The shell's own `!` commands: `!as USER`, `!as me` (back to the local user), and
@@ -181,16 +212,35 @@ class Shell:
             return err.exit_code
         as_json, yes = "--json" in words, "--yes" in words
         words = [w for w in words if w not in ("--json", "--yes")] or ["help"]
-        outcome = await self.dispatcher.run(
-            words, actor=self.actor, role=self.role, transport="shell", confirmed=yes
+        try:
+            env, words = self.envs.pick(words)
+        except QueueOpsError as err:
+            return self._show(ErrorReply(message=str(err), exit_code=2), as_json=as_json)
+        words = words or ["help"]
+        if env is None or env == self.envs.default:
+            await self.dispatcher()  # the default environment's client is `self.redis`
+        outcome = await self.envs.run(
+            env,
+            words,
+            role_in=self._role_in,
+            actor=self.actor,
+            transport="shell",
+            confirmed=yes,
         )
         if isinstance(outcome.reply, ConfirmationNeeded):
-            return Asked(outcome.reply, as_json=as_json)
+            return Asked(outcome.reply, as_json=as_json, env=env)
         return self._show(outcome.reply, as_json=as_json)
 
-    async def confirmed(self, pending: ConfirmationNeeded, *, as_json: bool = False) -> int:
-        outcome = await self.dispatcher.run(
-            pending.words, actor=self.actor, role=self.role, transport="shell", confirmed=True
+    async def confirmed(
+        self, pending: ConfirmationNeeded, *, as_json: bool = False, env: str | None = None
+    ) -> int:
+        outcome = await self.envs.run(
+            env,
+            pending.words,
+            role_in=self._role_in,
+            actor=self.actor,
+            transport="shell",
+            confirmed=True,
         )
         return self._show(outcome.reply, as_json=as_json)
 
@@ -213,13 +263,15 @@ class Shell:
                 return result
             pending = result.pending
             if self.assume_yes:
-                return runner.run(self.confirmed(pending, as_json=result.as_json))
+                return runner.run(self.confirmed(pending, as_json=result.as_json, env=result.env))
             if not ask:
                 # No terminal to ask on: a prompt would read the next line as its answer.
                 return self._show(
                     ErrorReply(
                         message="not run: nothing is asked when stdin is not a terminal; "
-                        f"to run it, add --yes: {pending.command} --yes"
+                        f"to run it, add --yes: {pending.command}"
+                        + (f" --env {result.env}" if result.env else "")
+                        + " --yes"
                     ),
                     as_json=result.as_json,
                 )
@@ -227,7 +279,7 @@ class Shell:
             if not self._confirm(pending.command):
                 print("-- not confirmed; nothing changed")
                 return 1
-            return runner.run(self.confirmed(pending, as_json=result.as_json))
+            return runner.run(self.confirmed(pending, as_json=result.as_json, env=result.env))
         except KeyboardInterrupt:
             print("\n-- cancelled")
             return 130
@@ -245,7 +297,7 @@ class Shell:
 
     async def close(self) -> None:
         with suppress(TimeoutError, OSError):
-            await asyncio.wait_for(self.redis.aclose(), CLOSE_TIMEOUT_S)
+            await asyncio.wait_for(self.envs.aclose(), CLOSE_TIMEOUT_S)
 
 
 def _setup_history() -> None:

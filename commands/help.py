@@ -18,6 +18,11 @@ from commands.view import Block, Fields, Heading, Text
 HELP_WORDS = ("-h", "--help")
 JSON_FLAG = ("--json", "in a terminal or the shell: print one JSON document instead of text")
 YES_FLAG = ("--yes", "in a terminal or the shell: run without asking to confirm first")
+ENV_FLAG = (
+    "--env NAME",
+    "with several Redis deployments (QUEUEOPS_REDIS_URLS): run in that one "
+    "(a snapshot without it shows each)",
+)
 
 
 class HelpRequest(Request):
@@ -42,6 +47,8 @@ def describe(command: Command) -> CommandHelp:
     """A command's help, from its registry entry and its parser's help strings."""
     rows = command.parser().arguments() if command.parser is not None else []
     rows.append(JSON_FLAG)
+    if command.name != "help":
+        rows.append(ENV_FLAG)
     if command.preview is not None:
         rows.append(YES_FLAG)
     return CommandHelp(
@@ -61,7 +68,8 @@ class HelpReply(Reply):
         blocks: list[Block] = [
             Text(
                 text="queueops: BullMQ operations from Slack or a terminal. Commands "
-                "(help COMMAND, or COMMAND --help, for its arguments):"
+                "(help COMMAND, or COMMAND --help, for its arguments; --env NAME runs one in "
+                "an environment of QUEUEOPS_REDIS_URLS):"
             )
         ]
         for c in self.commands:

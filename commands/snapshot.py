@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import SerializeAsAny
+
 from bot.durations import humanize_age_ms
 from bot.errors import NotFound
 from bot.queues.models import QueueSnapshot
@@ -124,6 +126,28 @@ class SnapshotReply(Reply):
         if self.series is not None:
             blocks.append(Chart(title="Queue depth (waiting), last hour", series=self.series))
         return blocks
+
+
+class MultiEnvSnapshotReply(Reply):
+    """`snapshot` without `--env` when there are several environments: each one's reply
+    (a snapshot, or the error that one environment gave), under a heading of its name."""
+
+    environments: dict[str, SerializeAsAny[Reply]]
+
+    def data(self) -> dict[str, Any]:
+        return {"environments": {name: r.data() for name, r in self.environments.items()}}
+
+    def view(self) -> list[Block]:
+        blocks: list[Block] = []
+        for name, reply in self.environments.items():
+            blocks += [Heading(text=f"environment {name}"), *reply.view()]
+        return blocks
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every environment answered, else the worst of their exit codes."""
+        failed = [r for r in self.environments.values() if not r.ok]
+        return max((int(getattr(r, "exit_code", 1)) for r in failed), default=0)
 
 
 def parser() -> WordParser:

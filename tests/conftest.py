@@ -19,24 +19,12 @@ import redis.asyncio as aioredis
 from drain_helpers import endpoint  # noqa: F401  (the drain endpoint fixture)
 from node_bullmq import node_available, node_bullmq, node_unavailable_reason
 from redis_cluster_for_tests import ClusterStartError, RedisClusterForTests, start_cluster
-from redis_for_tests import REDIS_URL
+from redis_for_tests import REDIS_URL, delete_prefix
 from slack_helpers import make_bot, slack  # noqa: F401  (fixtures shared by the Slack tests)
 
 from bot.queues.service import QueueService
 
 NodeCall = Callable[..., Awaitable[Any]]
-
-
-async def delete_prefix(client: aioredis.Redis, prefix: str) -> None:
-    """Delete every key starting with `prefix` (queues and queueops state) with SCAN."""
-    batch: list[Any] = []
-    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            await client.delete(*batch)
-            batch.clear()
-    if batch:
-        await client.delete(*batch)
 
 
 @pytest.fixture

@@ -16,6 +16,9 @@ import atexit
 import os
 import sys
 from contextlib import ExitStack
+from typing import Any
+
+import redis.asyncio as aioredis
 
 from bot.embedded_redis import embedded_redis
 from bot.errors import OperationFailed
@@ -38,3 +41,15 @@ def _session_url() -> str:
 
 
 REDIS_URL = _session_url()
+
+
+async def delete_prefix(client: aioredis.Redis, prefix: str) -> None:
+    """Delete every key starting with `prefix` (queues and queueops state) with SCAN."""
+    batch: list[Any] = []
+    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            await client.delete(*batch)
+            batch.clear()
+    if batch:
+        await client.delete(*batch)

@@ -33,14 +33,17 @@ def private_redis() -> Iterator[str]:
         yield url
 
 
-async def test_a_cli_snapshot_is_one_evalsha_and_not_audited(private_redis: str) -> None:
+async def test_a_cli_snapshot_is_the_cluster_check_and_one_evalsha_not_audited(
+    private_redis: str,
+) -> None:
     env = {"REDIS_URL": private_redis, "QUEUEOPS_QUEUES": QUEUES, "QUEUEOPS_PREFIX": "bull"}
     # First use on a fresh server: NOSCRIPT, SCRIPT LOAD, EVALSHA. Steady state is counted.
     assert (await queueops("snapshot", **env)).code == 0
     async with count_commands(private_redis) as tally:
         run = await queueops("snapshot", **env)
     assert run.code == 0 and "batch-jobs" in run.out
-    assert dict(tally.client) == {"EVALSHA": 1}
+    # INFO cluster: whether this Redis is a cluster, told by the server (bot/redis_client.py).
+    assert dict(tally.client) == {"INFO": 1, "EVALSHA": 1}
     redis = Redis.from_url(private_redis, decode_responses=True)
     try:
         assert (
@@ -51,12 +54,12 @@ async def test_a_cli_snapshot_is_one_evalsha_and_not_audited(private_redis: str)
 
 
 async def test_the_cli_connection_sends_no_handshake(private_redis: str) -> None:
-    """No HELLO (RESP2), no CLIENT SETNAME or SETINFO: the one command is the snapshot."""
+    """No HELLO (RESP2), no CLIENT SETNAME or SETINFO: the cluster check and the snapshot."""
     settings = load_settings(redis_url=private_redis, queues=QUEUES)
     await run_words(["snapshot"], settings)  # loads the script
     before = commands_sent()
     reply = await run_words(["snapshot"], settings)
-    assert reply.ok and commands_sent() - before == 1
+    assert reply.ok and commands_sent() - before == 2
 
 
 async def test_reads_are_audited_when_asked_and_budget_counts_it(private_redis: str) -> None:
@@ -73,8 +76,9 @@ async def test_reads_are_audited_when_asked_and_budget_counts_it(private_redis: 
     assert (await queueops("snapshot", **audited)).code == 0
     async with count_commands(private_redis) as tally:
         assert (await queueops("snapshot", **audited)).code == 0
-    assert tally.client_total == budget["snapshotCommands"]
-    assert dict(tally.client) == {"EVALSHA": 1, "XADD": 1}
+    # A one-shot CLI run also asks once whether Redis is a cluster (serve asks at start).
+    assert tally.client_total == budget["snapshotCommands"] + 1
+    assert dict(tally.client) == {"INFO": 1, "EVALSHA": 1, "XADD": 1}
     redis = Redis.from_url(private_redis, decode_responses=True)
     try:
         rows = await redis.xrange("qo-cost:audit")

@@ -22,6 +22,7 @@ from bot.audit import AuditEntry, AuditLog, redact_text
 from bot.charts import draw_png
 from bot.config import Settings
 from bot.dispatch import Dispatcher
+from bot.environments import Environments
 from bot.errors import UsageError
 from bot.roles import Role
 from bot.slack.blocks import as_dicts, confirm_buttons, fallback_text, render_blocks
@@ -51,9 +52,13 @@ class SlackHandlers:
         roles: RoleResolver,
         client: AsyncWebClient,
         responses: ResponseUrls | None = None,
+        envs: Environments | None = None,
     ) -> None:
         self.client = client
         self.dispatcher = dispatcher
+        """The default environment's: the audit of button presses, shutdown's count."""
+        self.envs = envs
+        """Every environment (QUEUEOPS_REDIS_URLS); None: the dispatcher's only."""
         self.confirmations = confirmations
         self.roles = roles
         self.responses = responses or ResponseUrls()
@@ -94,17 +99,39 @@ class SlackHandlers:
         except UsageError as err:
             await self._respond(respond, ErrorReply(message=str(err), exit_code=2))
             return
+        env: str | None = None
+        if self.envs is not None:
+            try:
+                env, words = self.envs.pick(words)
+            except UsageError as err:
+                await self._respond(respond, ErrorReply(message=str(err), exit_code=2))
+                return
+            words = words or ["help"]
+
+        async def role_in(name: str) -> Role:
+            return await self.roles.role_of(user, name)
+
         try:
-            role = await self.roles.role_of(user)
             async with self._turn_for(words):
-                outcome = await self.dispatcher.run(
-                    words,
-                    actor=f"slack:{user}",
-                    role=role,
-                    transport="slack",
-                    channel=channel,
-                    confirmed=False,
-                )
+                if self.envs is not None:
+                    outcome = await self.envs.run(
+                        env,
+                        words,
+                        role_in=role_in,
+                        actor=f"slack:{user}",
+                        transport="slack",
+                        channel=channel,
+                        confirmed=False,
+                    )
+                else:
+                    outcome = await self.dispatcher.run(
+                        words,
+                        actor=f"slack:{user}",
+                        role=await self.roles.role_of(user),
+                        transport="slack",
+                        channel=channel,
+                        confirmed=False,
+                    )
         except Exception as err:  # a bug: the person still hears back, in one line
             log.exception("/queue %s from %s failed", words[0], user)
             message = f"internal error ({type(err).__name__}); the bot's log has the details"
@@ -112,8 +139,11 @@ class SlackHandlers:
             return
         reply = outcome.reply
         if isinstance(reply, ConfirmationNeeded):
+            # The confirmed run goes to the same environment: `--env` rides in its words.
+            pinned = [*reply.words, "--env", env] if env is not None else list(reply.words)
+            shown = f"{reply.command} --env {env}" if env is not None else reply.command
             token = await self.confirmations.create(
-                Pending(words=reply.words, requester=user, channel=channel, command=reply.command)
+                Pending(words=pinned, requester=user, channel=channel, command=shown)
             )
             blocks = [*render_blocks(reply.view()), confirm_buttons(token, reply.command)]
             await respond(
@@ -165,7 +195,14 @@ class SlackHandlers:
                 private=True,
             )
             return
-        role = await self.roles.role_of(user)
+        env: str | None = None
+        words = list(pending.words)
+        dispatcher = self.dispatcher
+        if self.envs is not None:
+            env, words = self.envs.pick(words)
+            env = self.envs.check(env)
+            dispatcher = await self.envs.dispatcher(env)
+        role = await self.roles.role_of(user, env)
         if user != pending.requester and role < Role.ADMIN:
             await self._press(user, role, channel, f"{verb} {pending.command}", "refused")
             await self._respond(
@@ -188,8 +225,8 @@ class SlackHandlers:
                 ),
             )
             return
-        outcome = await self.dispatcher.run(
-            pending.words,
+        outcome = await dispatcher.run(
+            words,
             actor=f"slack:{user}",
             role=role,
             transport="slack",

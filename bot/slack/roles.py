@@ -52,7 +52,7 @@ class RoleResolver:
         return await asyncio.shield(reading)  # one asker cancelled stops no one else's read
 
     def _groups(self) -> set[str]:
-        return {p for members in self.grants.grants.values() for p in members if p[0] == "S"}
+        return {p for p in self.grants.all_members() if p[0] == "S"}
 
     async def _read(self, group: str) -> frozenset[str]:
         cached = self._members.get(group)
@@ -67,9 +67,10 @@ class RoleResolver:
         self._members[group] = (time.monotonic(), members)
         return members
 
-    async def role_of(self, user_id: str) -> Role:
+    async def role_of(self, user_id: str, env: str | None = None) -> Role:
+        """The user's role in environment `env` (None: the unscoped grants only)."""
         principals = {user_id}
         for group in self._groups():
             if user_id in await self._members_of(group):
                 principals.add(group)
-        return self.grants.role_of(principals)
+        return self.grants.role_of(principals, env)
