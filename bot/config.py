@@ -27,7 +27,8 @@ from redis.asyncio.connection import ConnectionPool
 
 from bot.durations import check_cadence_ms, format_duration_ms, parse_duration_ms
 from bot.errors import ConfigError
-from bot.roles import RoleGrants
+from bot.queues.keys import DEFAULT_PREFIX
+from bot.roles import ENV_NAME, RoleGrants
 from bot.text import plain_pydantic_message
 from bot.urls import hide_url_credentials, url_fit_to_show
 
@@ -67,16 +68,16 @@ def validate_prefix(prefix: str) -> str:
 def validate_queue_word(word: str) -> str:
     """How a command names a queue: its short name, or its full name `PREFIX:NAME`."""
     prefix, sep, name = word.rpartition(":")
-    if sep:
-        try:
-            validate_prefix(prefix)
-        except ValueError:
-            raise ValueError(f"{word!r} is not a queue name or PREFIX:NAME") from None
-        if not _QUEUE_NAME.fullmatch(name) or len(name) > 200:
-            raise ValueError(
-                f"{word!r} is not a queue name (PREFIX:NAME, NAME of letters, digits, . _ -)"
-            )
-    validate_queue_name(name)
+    if not sep:
+        return validate_queue_name(word)
+    try:
+        validate_prefix(prefix)
+        validate_queue_name(name)
+    except ValueError:
+        # Said of the whole word, as typed, not of the part after its last ':'.
+        raise ValueError(
+            f"{word!r} is not a queue name or PREFIX:NAME (a name is letters, digits, . _ -)"
+        ) from None
     return word
 
 
@@ -91,6 +92,14 @@ def validate_queue_entry(entry: str) -> str:
         return entry
     validate_queue_name(name)
     return entry
+
+
+def check_http_url(value: str) -> str:
+    """An http(s) URL with a host (DRAIN_URL, SLACK_API_URL), shown without credentials."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"'{url_fit_to_show(value)}' is not an http(s) URL")
+    return value
 
 
 def _check_redis_url(value: str) -> None:
@@ -123,7 +132,6 @@ def _check_redis_url(value: str) -> None:
         raise ValueError(f"'{shown}' is not a Redis URL redis-py accepts: {reason}") from None
 
 
-_ENV_NAME = re.compile(r"[a-z0-9-]{1,32}")
 # A comma followed by `name=` starts the next entry (a URL's query may hold commas).
 _NEXT_ENTRY = re.compile(r",\s*(?=[A-Za-z0-9_-]+=)")
 DEFAULT_ENV = "default"
@@ -131,7 +139,7 @@ DEFAULT_ENV = "default"
 
 def validate_env_name(name: str) -> str:
     """An environment's name: lowercase letters, digits and `-`, 1 to 32 characters."""
-    if not _ENV_NAME.fullmatch(name):
+    if not ENV_NAME.fullmatch(name):
         raise ValueError(
             f"'{name[:40]}' is not an environment name (lowercase letters, digits, -; "
             "1 to 32 characters)"
@@ -688,12 +696,7 @@ class Settings(BaseSettings):
     @field_validator("drain_url", "slack_api_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"'{url_fit_to_show(value)}' is not an http(s) URL")
-        return value
+        return None if value is None else check_http_url(value)
 
     @field_validator("worker_mode_dotenv")
     @classmethod
@@ -756,7 +759,7 @@ class Settings(BaseSettings):
     @property
     def prefix(self) -> str:
         """The first prefix, where queueops puts a queue it creates itself (the demo)."""
-        return self.prefixes[0] if self.prefixes else "bull"
+        return self.prefixes[0] if self.prefixes else DEFAULT_PREFIX
 
     @property
     def drain_token(self) -> SecretStr | None:
@@ -869,12 +872,10 @@ def _env_drain_values(overrides: dict[str, object]) -> dict[str, object]:
         suffix = env_variable_suffix(name)
         url = os.environ.get(f"DRAIN_URL_{suffix}")
         if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(
-                    f"DRAIN_URL_{suffix}: '{url_fit_to_show(url)}' is not an http(s) URL"
-                )
-            urls[name] = url
+            try:
+                urls[name] = check_http_url(url)
+            except ValueError as err:
+                raise ConfigError(f"DRAIN_URL_{suffix}: {err}") from None
         token = os.environ.get(f"DRAIN_QUEUES_TOKEN_{suffix}")
         if token is not None:
             if not token.strip():

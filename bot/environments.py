@@ -166,20 +166,6 @@ class Environments:
     ) -> Outcome:
         """Run `words` (without `--env`) in `env` (None: the default one, or every one for a
         snapshot when there are several)."""
-        if not self.spans_all(env, words):
-            name = self.check(env)
-            return await (await self.dispatcher(name)).run(
-                words,
-                actor=actor,
-                role=await role_in(name),
-                transport=transport,
-                channel=channel,
-                confirmed=confirmed,
-                terminal=terminal,
-            )
-        from commands.snapshot import MultiEnvSnapshotReply
-
-        started = time.perf_counter()
 
         async def one(name: str) -> Outcome:
             return await (await self.dispatcher(name)).run(
@@ -192,6 +178,11 @@ class Environments:
                 terminal=terminal,
             )
 
+        if not self.spans_all(env, words):
+            return await one(self.check(env))
+        from commands.snapshot import MultiEnvSnapshotReply
+
+        started = time.perf_counter()
         outcomes = await asyncio.gather(*(one(name) for name in self.names))
         replies: dict[str, Reply] = {
             name: o.reply for name, o in zip(self.names, outcomes, strict=True)

@@ -59,7 +59,8 @@ from bot.queues.models import ProbeResult
 from bot.queues.probe import Extra
 from bot.queues.samples import sample_key_base
 from bot.queues.service import QueueService
-from bot.redis_client import connect, is_cluster, make_wake_client
+from bot.queues.slots import is_cluster_client
+from bot.redis_client import connect, make_wake_client
 from bot.slack.app import SlackHandlers, build_bolt_app
 from bot.slack.blocks import escape
 from bot.slack.confirmations import Confirmations
@@ -268,21 +269,19 @@ ENV_TICKS = web.AppKey("env_ticks", list[EnvTick])
 """The ticks of the environments other than the default one (QUEUEOPS_REDIS_URLS)."""
 
 
-def _env_tick(env: Env, emit: Any) -> EnvTick:
-    """An environment's own tick: one command when idle; its drain cron when the
-    environment has a drain endpoint; a failing drain streak alerts as the default one's."""
+def _drains(
+    env: Env, ticker: Ticker, emit: Any, *, label: str | None
+) -> tuple[DrainCron | None, InstantDrain | None]:
+    """An environment's drain cron (and its instant drains, when on) on `ticker`, when the
+    environment has a drain endpoint. K failed drain ticks in a row raise an alert through
+    the alerts path, the next successful drain resolves it; `label` names the environment
+    in that alert (None for the default one, whose alert is as it always was)."""
     settings, dispatcher = env.settings, env.dispatcher
     service = dispatcher.service
-    ticker = Ticker(
-        service,
-        every_ms=settings.drain_every_ms,
-        sample_key_base=sample_key_base(settings.state_prefix),
-    )
-    ticker.gauges = _NoGauges()
-    tick = EnvTick(env, ticker)
     if dispatcher.drain is None or dispatcher.cron is None:
-        return tick
+        return None, None
     alerting = {"on": False}
+    suffix, prefix = (f":{label}", f"{label}: ") if label else ("", "")
 
     async def drain_streak(streak: int, error: str | None) -> None:
         firing = streak >= FAILURES_BEFORE_ALERT
@@ -292,17 +291,15 @@ def _env_tick(env: Env, emit: Any) -> EnvTick:
         await emit(
             AlertEvent(
                 source="watcher",
-                group_key=f"watcher:drain:cron:{env.name}",
+                group_key=f"watcher:drain:cron{suffix}",
                 status="firing" if firing else "resolved",
-                title=f"DrainFailing {env.name}",
-                summary=f"{env.name}: {streak} drain ticks failed in a row: {error}"
-                if firing
-                else "",
+                title=f"DrainFailing {label}" if label else "DrainFailing",
+                summary=f"{prefix}{streak} drain ticks failed in a row: {error}" if firing else "",
                 starts_at=datetime.now(UTC),
             )
         )
 
-    tick.cron = DrainCron(
+    cron = DrainCron(
         ticker,
         dispatcher.cron,
         dispatcher.drain,
@@ -311,18 +308,44 @@ def _env_tick(env: Env, emit: Any) -> EnvTick:
         on_streak=drain_streak,
         promote_due=service.promote_due,
     )
-    if settings.drain_instant:
-        tick.instant = InstantDrain(
-            tick.cron,
-            ticker,
-            lambda timeout_s: make_wake_client(
-                settings, socket_timeout_s=timeout_s, cluster=is_cluster(env.redis)
-            ),
-            runnable=lambda queues: runnable_of(service, queues),
-            debounce_ms=settings.drain_wake_debounce_ms,
-            wake_max_ms=settings.drain_wake_max_ms,
-        )
-    return tick
+    if not settings.drain_instant:
+        return cron, None
+    instant = InstantDrain(
+        cron,
+        ticker,
+        lambda timeout_s: make_wake_client(
+            settings, socket_timeout_s=timeout_s, cluster=is_cluster_client(env.redis)
+        ),
+        runnable=lambda queues: runnable_of(service, queues),
+        debounce_ms=settings.drain_wake_debounce_ms,
+        wake_max_ms=settings.drain_wake_max_ms,
+    )
+    return cron, instant
+
+
+async def _stop_drains(
+    ticker: Ticker, cron: DrainCron | None, instant: InstantDrain | None
+) -> None:
+    """Stop the instant drains, then the tick; once the tick in progress (it may be
+    draining) is done, hand the lease over so the next replica drains from its next tick
+    instead of waiting out our lease."""
+    if instant is not None:
+        await instant.stop()
+    if await ticker.stop_and_wait(SHUTDOWN_GRACE_S) and cron is not None:
+        await cron.release()
+
+
+def _env_tick(env: Env, emit: Any) -> EnvTick:
+    """Another environment's own tick: one command when idle, its drain cron when it has
+    a drain endpoint."""
+    ticker = Ticker(
+        env.dispatcher.service,
+        every_ms=env.settings.drain_every_ms,
+        sample_key_base=sample_key_base(env.settings.state_prefix),
+    )
+    ticker.gauges = _NoGauges()
+    cron, instant = _drains(env, ticker, emit, label=env.name)
+    return EnvTick(env, ticker, cron, instant)
 
 
 async def build_app(settings: Settings) -> web.Application:
@@ -331,7 +354,6 @@ async def build_app(settings: Settings) -> web.Application:
     settings = settings.for_env(settings.default_env)
     redis, settings = await connect(settings, client_name="queueops-serve")
     dispatcher = make_dispatcher(redis, settings, rate_limited=True)
-    envs.adopt(Env(settings.env_name, redis, settings, dispatcher))
     service = dispatcher.service
     audit = dispatcher.audit
     assert audit is not None
@@ -356,49 +378,9 @@ async def build_app(settings: Settings) -> web.Application:
         if worker is not None:
             worker.wake()
 
-    cron: DrainCron | None = None
-    instant: InstantDrain | None = None
-    if dispatcher.drain is not None and dispatcher.cron is not None:
-        alerting = {"on": False}
-
-        async def drain_streak(streak: int, error: str | None) -> None:
-            """K failed drain ticks in a row raise an alert through the alerts path; the
-            next successful drain resolves it."""
-            firing = streak >= FAILURES_BEFORE_ALERT
-            if firing == alerting["on"]:
-                return
-            alerting["on"] = firing
-            await emit(
-                AlertEvent(
-                    source="watcher",
-                    group_key="watcher:drain:cron",
-                    status="firing" if firing else "resolved",
-                    title="DrainFailing",
-                    summary=f"{streak} drain ticks failed in a row: {error}" if firing else "",
-                    starts_at=datetime.now(UTC),
-                )
-            )
-
-        cron = DrainCron(
-            ticker,
-            dispatcher.cron,
-            dispatcher.drain,
-            owner=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
-            all_queues=service.catalog.literal_names(),
-            on_streak=drain_streak,
-            promote_due=service.promote_due,
-        )
-        if settings.drain_instant:
-            instant = InstantDrain(
-                cron,
-                ticker,
-                lambda timeout_s: make_wake_client(
-                    settings, socket_timeout_s=timeout_s, cluster=is_cluster(redis)
-                ),
-                runnable=lambda queues: runnable_of(service, queues),
-                debounce_ms=settings.drain_wake_debounce_ms,
-                wake_max_ms=settings.drain_wake_max_ms,
-            )
+    default = Env(settings.env_name, redis, settings, dispatcher)
+    envs.adopt(default)
+    cron, instant = _drains(default, ticker, emit, label=None)
     rules = WatchRules(
         settings.watch_depth,
         settings.watch_oldest_ms,
@@ -526,17 +508,9 @@ async def build_app(settings: Settings) -> web.Application:
                 dispatcher.in_flight,
                 SHUTDOWN_GRACE_S,
             )
-        if instant is not None:
-            await instant.stop()
-        # The tick in progress may be draining; once it is done, hand the lease over so the
-        # next replica drains from its next tick instead of waiting out our lease.
-        if await ticker.stop_and_wait(SHUTDOWN_GRACE_S) and cron is not None:
-            await cron.release()
+        await _stop_drains(ticker, cron, instant)
         for each in env_ticks:
-            if each.instant is not None:
-                await each.instant.stop()
-            if await each.ticker.stop_and_wait(SHUTDOWN_GRACE_S) and each.cron is not None:
-                await each.cron.release()
+            await _stop_drains(each.ticker, each.cron, each.instant)
         if worker is not None:
             await worker.stop()
         for task in socket_task:

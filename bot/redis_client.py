@@ -17,7 +17,8 @@ command, so the handshake is kept to what is needed:
 
 Redis Cluster is told from the server, not from a variable: `connect` asks once (`INFO
 cluster`) and, on a cluster, returns redis-py's cluster client instead, typed as `Redis`
-(it speaks the same commands; the few places that differ check `is_cluster`). On a cluster,
+(it speaks the same commands; the few places that differ check
+`bot.queues.slots.is_cluster_client`). On a cluster,
 queueops' own state keys move under one hash tag (`{queueops}:…`) so the scripts that touch
 several of them (the tick's lease and history) stay in one slot.
 
@@ -73,15 +74,18 @@ def _driver_info() -> DriverInfo:
     return DriverInfo()
 
 
+def _naming(client_name: str | None) -> dict[str, Any]:
+    """The connection's name and library info for CLIENT LIST, or none at all (a one-shot
+    call: no CLIENT SETNAME / SETINFO in its handshake)."""
+    if client_name is None:
+        return {"driver_info": None}
+    return {"client_name": client_name, "driver_info": _driver_info()}
+
+
 def make_redis(settings: Settings, *, client_name: str | None = None) -> Redis:
     """The client for REDIS_URL. `client_name`: a long-lived process's name in CLIENT LIST
     (`queueops-serve`); None for a one-shot call, whose connection then sends no handshake
     command beyond AUTH (when the URL has credentials) and SELECT (a database other than 0)."""
-    named: dict[str, Any] = (
-        {"client_name": client_name, "driver_info": _driver_info()}
-        if client_name is not None
-        else {"driver_info": None}
-    )
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=POOL_SIZE,
@@ -91,7 +95,7 @@ def make_redis(settings: Settings, *, client_name: str | None = None) -> Redis:
         socket_timeout=COMMAND_TIMEOUT_S,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=2),
         protocol=DEFAULT_PROTOCOL,
-        **named,
+        **_naming(client_name),
     )
     base = pool.connection_class
     pool.connection_class = type(f"Counting{base.__name__}", (_Counting, base), {})
@@ -107,22 +111,14 @@ class _CountingCluster(RedisCluster):
         return await super().execute_command(*args, **kwargs)
 
 
-def is_cluster(redis: Redis) -> bool:
-    return isinstance(redis, RedisCluster)
-
-
-def _cluster_kwargs(settings: Settings, client_name: str | None) -> dict[str, Any]:
-    named: dict[str, Any] = (
-        {"client_name": client_name, "driver_info": _driver_info()}
-        if client_name is not None
-        else {"driver_info": None}
-    )
+def _cluster_kwargs(client_name: str | None, *, max_connections: int) -> dict[str, Any]:
+    """What a cluster client takes beside its URL and socket timeout (per node)."""
     return {
         "decode_responses": True,
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "protocol": DEFAULT_PROTOCOL,
-        "max_connections": POOL_SIZE,
-        **named,
+        "max_connections": max_connections,
+        **_naming(client_name),
     }
 
 
@@ -131,7 +127,7 @@ def make_cluster(settings: Settings, *, client_name: str | None = None) -> Redis
     client = _CountingCluster.from_url(
         settings.redis_url,
         socket_timeout=COMMAND_TIMEOUT_S,
-        **_cluster_kwargs(settings, client_name),
+        **_cluster_kwargs(client_name, max_connections=POOL_SIZE),
     )
     return client  # type: ignore[return-value]  # same command API, see the docstring
 
@@ -162,6 +158,8 @@ async def connect(settings: Settings, *, client_name: str | None = None) -> tupl
 
 
 WAKE_CLIENT_NAME = "queueops-wake"
+WAKE_CLUSTER_CONNECTIONS = 64
+"""Per node, on a cluster: one blocking BZPOPMIN per slot holding queues may wait there."""
 
 
 def make_wake_client(
@@ -178,7 +176,7 @@ def make_wake_client(
         wake = RedisCluster.from_url(
             settings.redis_url,
             socket_timeout=socket_timeout_s,
-            **{**_cluster_kwargs(settings, WAKE_CLIENT_NAME), "max_connections": 64},
+            **_cluster_kwargs(WAKE_CLIENT_NAME, max_connections=WAKE_CLUSTER_CONNECTIONS),
         )
         return wake  # type: ignore[return-value]
     return Redis.from_url(

@@ -17,7 +17,8 @@ from enum import IntEnum
 
 from pydantic import BaseModel, ConfigDict
 
-_ENV = re.compile(r"[a-z0-9-]{1,32}")
+ENV_NAME = re.compile(r"[a-z0-9-]{1,32}")
+"""An environment's name (QUEUEOPS_REDIS_URLS, `admin@prod`): fullmatch it."""
 _PRINCIPAL = re.compile(r"\*|[UWS][A-Z0-9]{2,}")  # fullmatch: "$" would allow a final newline
 
 
@@ -56,7 +57,7 @@ class RoleGrants(BaseModel):
                 raise ValueError(f"'{clause}' is not role=ids (e.g. admin=U123,U456)")
             role_name, at, env = role_name.partition("@")
             env = env.strip()
-            if at and not _ENV.fullmatch(env):
+            if at and not ENV_NAME.fullmatch(env):
                 raise ValueError(
                     f"'{role_name.strip()}@{env}': '{env}' is not an environment name "
                     "(lowercase letters, digits, -)"

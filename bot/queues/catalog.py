@@ -31,16 +31,16 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
 from bot.errors import Ambiguous, NotFound, UsageError
-from bot.queues.keys import QueueRef
+from bot.queues.keys import DEFAULT_PREFIX, QueueRef
+from bot.queues.slots import is_cluster_client
 
 SCAN_COUNT = 1000
 CHECK_BATCH = 200
-DEFAULT_PREFIX = "bull"
 GLOB_CHARS = frozenset("*?[")
 LISTED_MAX = 20
 _PATTERN_MAX = 200
@@ -141,23 +141,7 @@ class QueueCatalog:
         found: set[QueueRef] = set()
         scan_calls = await self._scan(match, candidates)
         known = self._verified | self._rejected
-        new = [key for key in candidates if key not in known]
-        checks = 0
-        for start in range(0, len(new), CHECK_BATCH):
-            batch = new[start : start + CHECK_BATCH]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key in batch:
-                    pipe.hmget(key, list(META_FIELDS))
-                replies = await pipe.execute(raise_on_error=False)
-            checks += len(batch)
-            for key, reply in zip(batch, replies, strict=True):
-                if isinstance(reply, list) and _looks_like_bullmq(reply):
-                    self._verified.add(key)
-                elif "WRONGTYPE" in str(reply):
-                    # Not a hash: never a queue's meta. A hash without BullMQ's fields is
-                    # asked again next time (a queue paused before its first job has only
-                    # `paused` there until a Queue object writes `version`).
-                    self._rejected.add(key)
+        checks = await self._check([key for key in candidates if key not in known])
         for key in candidates:
             if key not in self._verified:
                 continue
@@ -173,15 +157,35 @@ class QueueCatalog:
         self._existing = sorted(found)
         return list(self._existing)
 
+    async def _check(self, keys: list[str]) -> int:
+        """Sort `keys` (`…:meta`, new to this catalogue) into BullMQ's and not, with
+        pipelined HMGETs of its fields; returns how many were asked."""
+        for start in range(0, len(keys), CHECK_BATCH):
+            batch = keys[start : start + CHECK_BATCH]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in batch:
+                    pipe.hmget(key, list(META_FIELDS))
+                replies = await pipe.execute(raise_on_error=False)
+            for key, reply in zip(batch, replies, strict=True):
+                if isinstance(reply, list) and _looks_like_bullmq(reply):
+                    self._verified.add(key)
+                elif "WRONGTYPE" in str(reply):
+                    # Not a hash: never a queue's meta. A hash without BullMQ's fields is
+                    # asked again next time (a queue paused before its first job has only
+                    # `paused` there until a Queue object writes `version`).
+                    self._rejected.add(key)
+        return len(keys)
+
     async def _scan(self, match: str, into: list[str]) -> int:
         """SCAN the whole keyspace for `match` (on a cluster, every master in turn);
         returns how many SCAN calls it took."""
         calls = 0
-        if isinstance(self.redis, RedisCluster):
-            for node in self.redis.get_primaries():
+        if is_cluster_client(self.redis):
+            cluster = cast(Any, self.redis)  # RedisCluster: one cursor per master
+            for node in cluster.get_primaries():
                 cursor = 0
                 while True:
-                    cursors, keys = await self.redis.scan(
+                    cursors, keys = await cluster.scan(
                         cursor=cursor, match=match, count=SCAN_COUNT, target_nodes=node
                     )
                     calls += 1
@@ -221,11 +225,8 @@ class QueueCatalog:
         return list(self._queues)
 
     def _expand(self, entries: Iterable[str], existing: list[QueueRef]) -> list[QueueRef]:
-        chosen: dict[QueueRef, None] = {}
-        for entry in entries:
-            for ref in self._expand_one(entry, existing):
-                chosen.setdefault(ref, None)
-        return list(chosen)
+        """Every entry's queues, in the entries' order (`_labelled` drops repeats)."""
+        return [ref for entry in entries for ref in self._expand_one(entry, existing)]
 
     def _expand_one(self, entry: str, existing: list[QueueRef]) -> list[QueueRef]:
         if is_glob(entry):

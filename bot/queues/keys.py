@@ -22,6 +22,8 @@ STATE_KEYS: dict[str, str] = {
     "completed": "completed",
 }
 COUNT_STATES: tuple[str, ...] = tuple(STATE_KEYS)
+DEFAULT_PREFIX = "bull"
+"""npm bullmq's default `prefix`: where a short name lives when no prefix is configured."""
 
 
 def hash_tag(key: str) -> str | None:

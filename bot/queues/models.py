@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from bot.queues.keys import DEFAULT_PREFIX
+
 
 class Record(BaseModel):
     """Base: camelCase aliases for JSON, snake_case in Python."""
@@ -23,7 +25,9 @@ class QueueSnapshot(Record):
     """One queue at a glance; `counts` has exactly npm bullmq getJobCounts()'s eight keys."""
 
     name: str
-    prefix: str = Field("bull", description="its key prefix: the queue is `<prefix>:<name>`")
+    prefix: str = Field(
+        DEFAULT_PREFIX, description="its key prefix: the queue is `<prefix>:<name>`"
+    )
     label: str = Field("", exclude=True, description="how replies show it (`shown`)")
     counts: dict[str, int]
     is_paused: bool
@@ -47,7 +51,7 @@ class QueueWork(Record):
     """What the probe saw in one queue."""
 
     name: str
-    prefix: str = "bull"
+    prefix: str = DEFAULT_PREFIX
     label: str = Field("", exclude=True, description="how replies show it (`shown`)")
     is_paused: bool
     ready: int

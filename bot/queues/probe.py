@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError
 
 from bot.queues.keys import COUNT_STATES, QueueRef
 from bot.queues.models import ProbeResult, QueueWork
-from bot.queues.slots import group_by_slot, group_for_calls, is_cluster_client, slot_of
+from bot.queues.slots import group_for_calls, is_cluster_client, slot_of
 from bot.queues.store import QueueStore
 
 ACTIVE_SAMPLE = 100
@@ -61,22 +61,13 @@ def _extra_args(extras: Sequence[Extra]) -> list[str | int]:
     return args
 
 
-async def _probe_cluster(
-    store: QueueStore, queues: Sequence[QueueRef], head: list[str | int], opts: TickOptions
-) -> tuple[list[Any], list[Any]]:
-    """One EVALSHA per slot group, sent together. The extras (queueops' own keys, all under
-    one hash tag: the scripts touch them in ARGV, not KEYS) ride in the call of the group
-    in their slot, else in one call of their own, sent to the node holding that slot."""
-    extras_slot: int | None = None
-    if opts.extras:
-        extras_slot = slot_of(opts.extras[0].key)
-        # The cron extra also touches its lease key (args[0]): the same tag, the same slot.
-        touched = [
-            k for e in opts.extras for k in (e.key, *e.args[:1]) if e.kind == "cron" or k == e.key
-        ]
-        spread = [k for k in touched if slot_of(k) != extras_slot]
-        assert not spread, f"probe extras span slots: {spread} vs {opts.extras[0].key}"
-    groups = group_by_slot(queues)
+def _cluster_carrier(
+    queues: Sequence[QueueRef], groups: list[list[int]], opts: TickOptions
+) -> int | None:
+    """On Redis Cluster, the call whose slot is the extras' (queueops' own keys, all under
+    one hash tag: the script touches them in ARGV, not KEYS), or None when no call's queues
+    share it. Checks what the script would otherwise fail on (or write to the wrong slot):
+    the extras in one slot, each depth sample key in its queue's slot."""
     slots = [slot_of(queues[g[0]].base) for g in groups]
     if opts.keep_samples:
         # The sample key is `<sample base><prefix>:<name>` (lua/probe.lua): it must hash
@@ -85,21 +76,45 @@ async def _probe_cluster(
             for i in group:
                 sample_key = f"{opts.sample_key_base}{queues[i].full}"
                 assert slot_of(sample_key) == slot, f"{sample_key} is not in slot {slot}"
+    if not opts.extras:
+        return None
+    extras_slot = slot_of(opts.extras[0].key)
+    # The cron extra also touches its lease key (args[0]): the same tag, the same slot.
+    touched = [
+        k for e in opts.extras for k in (e.key, *e.args[:1]) if e.kind == "cron" or k == e.key
+    ]
+    spread = [k for k in touched if slot_of(k) != extras_slot]
+    assert not spread, f"probe extras span slots: {spread} vs {opts.extras[0].key}"
+    return slots.index(extras_slot) if extras_slot in slots else None
+
+
+async def _probe_calls(
+    store: QueueStore, queues: Sequence[QueueRef], head: list[str | int], opts: TickOptions
+) -> tuple[list[Any], list[Any]]:
+    """One EVALSHA per QUEUES_PER_CALL queues (on Redis Cluster, per slot too), sent
+    together; the extras ride in one of them (the first; on a cluster the first in their
+    slot), else in a call of their own. Returns the rows in the order of `queues`, and
+    the extras' answers."""
+    cluster = is_cluster_client(store.redis)
+    groups = group_for_calls(queues, cluster=cluster)
+    carrier = _cluster_carrier(queues, groups, opts) if cluster else (0 if groups else None)
     extras_args = _extra_args(opts.extras)
 
-    carrier = slots.index(extras_slot) if extras_slot in slots else None
-
-    async def call(group: list[int], at: int) -> list[Any]:
-        args = head + extras_args if at == carrier else head
+    async def call(group: list[int], with_extras: bool) -> list[Any]:
         answer: list[Any] = await store.scripts.probe(
-            keys=_keys(store, [queues[i] for i in group]), args=args
+            keys=_keys(store, [queues[i] for i in group]),
+            args=head + extras_args if with_extras else head,
         )
         return answer
 
-    calls = [call(g, at) for at, g in enumerate(groups)]
-    alone = extras_slot is not None and carrier is None
+    calls = [call(g, at == carrier) for at, g in enumerate(groups)]
+    alone = bool(opts.extras) and carrier is None
     if alone:
-        calls.append(_extras_only(store, head + extras_args, opts.extras[0].key))
+        calls.append(
+            _extras_only(store, head + extras_args, opts.extras[0].key)
+            if cluster
+            else call([], True)
+        )
     answers = await asyncio.gather(*calls)
     per_queue: list[Any] = [None] * len(queues)
     extras: list[Any] = []
@@ -112,28 +127,6 @@ async def _probe_cluster(
     if alone:
         extras = answers[-1][-1]
     return per_queue, extras
-
-
-async def _probe_server(
-    store: QueueStore, queues: Sequence[QueueRef], head: list[str | int], opts: TickOptions
-) -> tuple[list[Any], list[Any]]:
-    """One server: one EVALSHA per QUEUES_PER_CALL queues, the extras in the first."""
-    groups = group_for_calls(queues, cluster=False) or [[]]
-    extras_args = _extra_args(opts.extras)
-
-    async def call(group: list[int], first: bool) -> list[Any]:
-        answer: list[Any] = await store.scripts.probe(
-            keys=_keys(store, [queues[i] for i in group]),
-            args=head + extras_args if first else head,
-        )
-        return answer
-
-    answers = await asyncio.gather(*(call(g, at == 0) for at, g in enumerate(groups)))
-    per_queue: list[Any] = [None] * len(queues)
-    for group, answer in zip(groups, answers, strict=True):
-        for i, row in zip(group, answer[:-1], strict=True):
-            per_queue[i] = row
-    return per_queue, answers[0][-1]
 
 
 async def _extras_only(store: QueueStore, args: list[str | int], routing_key: str) -> list[Any]:
@@ -160,7 +153,7 @@ async def probe(
     options: TickOptions | None = None,
 ) -> ProbeResult:
     """One EVALSHA for up to 40 queues (see lua/probe.lua; bot/queues/slots.py says why no
-    more); on Redis Cluster one per slot that holds queues (`_probe_cluster`)."""
+    more); on Redis Cluster one per slot that holds queues (`_probe_calls`)."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     opts = options or TickOptions()
     if not queues and not opts.extras:
@@ -172,10 +165,7 @@ async def probe(
         opts.sample_key_base,
         now,
     ]
-    if is_cluster_client(store.redis):
-        per_queue, extras = await _probe_cluster(store, queues, head, opts)
-    else:
-        per_queue, extras = await _probe_server(store, queues, head, opts)
+    per_queue, extras = await _probe_calls(store, queues, head, opts)
     return ProbeResult(
         at_ms=now,
         queues=[
