@@ -121,7 +121,7 @@ class QueueGauges:
                 failed.inc(max(0, q.failed - before[0]))
                 completed.inc(max(0, q.completed - before[1]))
             self._finished[q.shown] = (q.failed, q.completed)
-        seen = {q.name for q in result.queues}
+        seen = {q.shown for q in result.queues}
         for gone in set(self._finished) - seen:
             self._drop(gone)
 

@@ -297,3 +297,31 @@ def test_the_grafana_dashboard_uses_only_exported_metrics() -> None:
         "Drain call duration p50 / p99",
         "Alerts accepted / refused",
     } <= titles
+
+
+def test_a_queue_shown_by_its_full_name_keeps_its_series_from_tick_to_tick() -> None:
+    """Two prefixes hold `email`: replies and metrics show both by their full names, and
+    each tick's export must not take them for queues that are gone."""
+    gauges = metrics.QueueGauges()
+
+    def work(prefix: str, failed: int) -> QueueWork:
+        return QueueWork(
+            name="email",
+            prefix=prefix,
+            label=f"{prefix}:email",
+            is_paused=False,
+            ready=1,
+            due_delayed=0,
+            stalled=0,
+            failed=failed,
+            counts={s: 0 for s in COUNT_STATES},
+        )
+
+    gauges.export(ProbeResult(queues=[work("qo-a", 1), work("qo-b", 1)], at_ms=1))
+    gauges.export(ProbeResult(queues=[work("qo-a", 3), work("qo-b", 1)], at_ms=2))
+    assert (
+        REGISTRY.get_sample_value(
+            "queueops_queue_finished_jobs_total", {"queue": "qo-a:email", "outcome": "failed"}
+        )
+        == 2
+    )
