@@ -32,11 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from redis.asyncio import Redis
-
 from bot.config import Settings, load_settings
 from bot.demo import fill_demo
-from bot.dispatch import Dispatcher
 from bot.embedded_redis import answers_ping, embedded_redis
 from bot.environments import Environments
 from bot.errors import OperationFailed, QueueOpsError
@@ -136,16 +133,9 @@ class Shell:
         self.settings = settings
         self.user = user
         self.assume_yes = assume_yes
-        self.redis: Redis | None = None
         self.envs = Environments(settings, client_name="queueops-shell", rate_limited=False)
-
-    async def dispatcher(self, env: str | None = None) -> Dispatcher:
-        """Connected on the first line in that environment (a cluster is told from the
-        server, bot/redis_client)."""
-        dispatcher = await self.envs.dispatcher(env)
-        if env is None or env == self.envs.default:
-            self.redis = (await self.envs.get(self.envs.default)).redis
-        return dispatcher
+        """Each environment is connected on the first line run in it (a cluster is told
+        from the server, bot/redis_client)."""
 
     def role_in(self, env: str | None) -> Role:
         """The role in an environment (QUEUEOPS_ROLES grants may be scoped `admin@prod=`)."""
@@ -154,6 +144,7 @@ class Shell:
         return self.settings.roles.role_of({self.user}, env or self.envs.default)
 
     async def _role_in(self, env: str) -> Role:
+        """`role_in` as Environments.run asks for it."""
         return self.role_in(env)
 
     @property
@@ -217,8 +208,6 @@ class Shell:
         except QueueOpsError as err:
             return self._show(ErrorReply(message=str(err), exit_code=2), as_json=as_json)
         words = words or ["help"]
-        if env is None or env == self.envs.default:
-            await self.dispatcher()  # the default environment's client is `self.redis`
         outcome = await self.envs.run(
             env,
             words,

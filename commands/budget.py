@@ -21,6 +21,8 @@ from pydantic import Field
 
 from bot.durations import format_duration_ms
 from bot.queues.catalog import SCAN_COUNT, DiscoveryCost
+from bot.queues.keys import QueueRef
+from bot.queues.slots import group_for_calls, is_cluster_client
 from bot.roles import Role
 from bot.text import plural
 from commands.context import CommandContext
@@ -32,12 +34,12 @@ from commands.view import Block, Fields, Mark, Note
 MONTH_MS = 30 * 24 * 3_600_000
 WORKER_IDLE_PER_MINUTE = 26  # npm bullmq 5.81.5, one idle Worker (bench/idle_tick.py)
 DEFAULT_TICK_COST = 1
-SNAPSHOT_SCRIPT_CALLS = 1  # every queue in one EVALSHA, whatever the backlog
 
 
-def snapshot_cost(*, audit_reads: bool) -> int:
-    """Redis commands one `snapshot` sends (queues configured or already discovered)."""
-    return SNAPSHOT_SCRIPT_CALLS + (1 if audit_reads else 0)
+def snapshot_calls(queues: Sequence[QueueRef], *, cluster: bool) -> int:
+    """Script calls one `snapshot` sends, whatever the backlog: one per 40 queues (on Redis
+    Cluster, per slot too), as bot/queues/snapshot.py groups them."""
+    return max(len(group_for_calls(queues, cluster=cluster)), 1)
 
 
 class BudgetRequest(Request):
@@ -52,7 +54,7 @@ class BudgetReply(Reply):
     tick_cost_measured: bool
     limit: int
     share: float
-    snapshot_commands: int
+    snapshot_calls: int = 1
     audit_reads: bool
     instant: bool = False
     """Instant drains (DRAIN_INSTANT, with a DRAIN_URL): the leader also blocks on the
@@ -120,8 +122,15 @@ class BudgetReply(Reply):
             },
         }
 
+    @property
+    def snapshot_commands(self) -> int:
+        """Redis commands one `snapshot` sends (queues configured or already discovered)."""
+        return self.snapshot_calls + (1 if self.audit_reads else 0)
+
     def _snapshot_line(self) -> str:
-        what = "1 script call" + (" + 1 audit write" if self.audit_reads else "")
+        what = plural(self.snapshot_calls, "script call") + (
+            " + 1 audit write" if self.audit_reads else ""
+        )
         if not self.audit_reads:
             what += "; reads are not audited (QUEUEOPS_AUDIT_READS=true adds 1)"
         if self.discovery is not None:
@@ -209,17 +218,17 @@ def parse(words: Sequence[str]) -> BudgetRequest:
 
 async def run(req: BudgetRequest, ctx: CommandContext) -> BudgetReply:
     status = await ctx.cron_state().status()
-    queues = len(await ctx.queues.queue_names()) or 1
+    refs = await ctx.queues.queues()
     catalog = ctx.queues.catalog
     return BudgetReply(
         mode=status.mode,
         every_ms=status.every_ms,
-        queues=queues,
+        queues=len(refs) or 1,
         tick_cost=status.idle_tick_cost or DEFAULT_TICK_COST,
         tick_cost_measured=status.idle_tick_cost is not None,
         limit=ctx.settings.redis_monthly_commands,
         share=req.share,
-        snapshot_commands=snapshot_cost(audit_reads=ctx.settings.audit_reads),
+        snapshot_calls=snapshot_calls(refs, cluster=is_cluster_client(ctx.queues.redis)),
         audit_reads=ctx.settings.audit_reads,
         instant=ctx.instant_drains,
         wake_cost=status.wake_blocks(status.every_ms, ctx.settings.drain_wake_max_ms),

@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 
 TickHook = Callable[[ProbeResult], Awaitable[None]]
 IDLE_TICK_COST = "$idle_tick_cost"
-IDLE_SAMPLES = 3
 """An extra's argument replaced, at each tick, by the Redis commands this process sent for
 its last idle tick (counted by bot.redis_client), or "" before the first one."""
+IDLE_SAMPLES = 3
+"""How many idle ticks' measured costs `idle_tick_cost` is the least of."""
 WAKE_COST = "$wake_cost"
 """An extra's argument replaced, at each tick, by what the instant drains' blocking waits
 cost over the last cadence (scheduler/instant.py), or "" when none run in this process."""

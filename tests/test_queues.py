@@ -155,3 +155,16 @@ async def test_find_failed_matching_previews_without_moving(
     assert [job_id for job_id, _ in found] == ["2", "4"] and read == 5
     assert found[0][1] == "timeout #1"
     assert (await service.snapshot(["jobs"]))[0].counts["failed"] == 5
+
+
+def test_budget_counts_a_snapshot_call_per_40_queues_and_per_slot() -> None:
+    from bot.queues.keys import QueueRef
+    from commands.budget import snapshot_calls
+
+    many = [QueueRef("bull", f"q{i}") for i in range(100)]
+    assert snapshot_calls(many, cluster=False) == 3  # 40 + 40 + 20
+    assert snapshot_calls([], cluster=False) == 1
+    tagged = [QueueRef("bull", "{orders}"), QueueRef("bull", "{emails}")]
+    assert snapshot_calls(tagged, cluster=False) == 1
+    assert snapshot_calls(tagged, cluster=True) == 2  # one slot each
+    assert snapshot_calls([QueueRef("{bull}", f"q{i}") for i in range(5)], cluster=True) == 1

@@ -36,9 +36,6 @@ class QueueStore:
         """`<base>-dlq`: the dead-letter queue beside `queue`, under the same prefix."""
         return queue.with_suffix(self.dlq_suffix)
 
-    def is_dlq(self, name: str) -> bool:
-        return name.endswith(self.dlq_suffix)
-
     def bullmq(self, queue: QueueRef) -> Any:
         """A PyPI bullmq Queue on our client (cached: each one registers ~40 scripts)."""
         found = self._bullmq.get(queue.full)

@@ -52,13 +52,14 @@ class SlackHandlers:
         roles: RoleResolver,
         client: AsyncWebClient,
         responses: ResponseUrls | None = None,
-        envs: Environments | None = None,
+        *,
+        envs: Environments,
     ) -> None:
         self.client = client
         self.dispatcher = dispatcher
         """The default environment's: the audit of button presses, shutdown's count."""
         self.envs = envs
-        """Every environment (QUEUEOPS_REDIS_URLS); None: the dispatcher's only."""
+        """Every environment (QUEUEOPS_REDIS_URLS; one when it is unset): where commands run."""
         self.confirmations = confirmations
         self.roles = roles
         self.responses = responses or ResponseUrls()
@@ -99,39 +100,27 @@ class SlackHandlers:
         except UsageError as err:
             await self._respond(respond, ErrorReply(message=str(err), exit_code=2))
             return
-        env: str | None = None
-        if self.envs is not None:
-            try:
-                env, words = self.envs.pick(words)
-            except UsageError as err:
-                await self._respond(respond, ErrorReply(message=str(err), exit_code=2))
-                return
-            words = words or ["help"]
+        try:
+            env, words = self.envs.pick(words)
+        except UsageError as err:
+            await self._respond(respond, ErrorReply(message=str(err), exit_code=2))
+            return
+        words = words or ["help"]
 
         async def role_in(name: str) -> Role:
             return await self.roles.role_of(user, name)
 
         try:
             async with self._turn_for(words):
-                if self.envs is not None:
-                    outcome = await self.envs.run(
-                        env,
-                        words,
-                        role_in=role_in,
-                        actor=f"slack:{user}",
-                        transport="slack",
-                        channel=channel,
-                        confirmed=False,
-                    )
-                else:
-                    outcome = await self.dispatcher.run(
-                        words,
-                        actor=f"slack:{user}",
-                        role=await self.roles.role_of(user),
-                        transport="slack",
-                        channel=channel,
-                        confirmed=False,
-                    )
+                outcome = await self.envs.run(
+                    env,
+                    words,
+                    role_in=role_in,
+                    actor=f"slack:{user}",
+                    transport="slack",
+                    channel=channel,
+                    confirmed=False,
+                )
         except Exception as err:  # a bug: the person still hears back, in one line
             log.exception("/queue %s from %s failed", words[0], user)
             message = f"internal error ({type(err).__name__}); the bot's log has the details"
@@ -195,13 +184,9 @@ class SlackHandlers:
                 private=True,
             )
             return
-        env: str | None = None
-        words = list(pending.words)
-        dispatcher = self.dispatcher
-        if self.envs is not None:
-            env, words = self.envs.pick(words)
-            env = self.envs.check(env)
-            dispatcher = await self.envs.dispatcher(env)
+        picked, words = self.envs.pick(pending.words)
+        env = self.envs.check(picked)
+        dispatcher = await self.envs.dispatcher(env)
         role = await self.roles.role_of(user, env)
         if user != pending.requester and role < Role.ADMIN:
             await self._press(user, role, channel, f"{verb} {pending.command}", "refused")
