@@ -4,11 +4,26 @@ gives, bounded in time (a hang fails the test instead of the whole run)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 QUEUEOPS = str(Path(sys.executable).parent / "queueops")
+
+
+@dataclass
+class Run:
+    """What a `queueops` run left: its exit code and what it printed."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
 
 
 async def run_cli(

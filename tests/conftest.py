@@ -18,6 +18,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from drain_helpers import endpoint  # noqa: F401  (the drain endpoint fixture)
 from node_bullmq import node_available, node_bullmq, node_unavailable_reason
+from redis.asyncio.cluster import RedisCluster
 from redis_cluster_for_tests import ClusterStartError, RedisClusterForTests, start_cluster
 from redis_for_tests import REDIS_URL, delete_prefix
 from slack_helpers import make_bot, slack  # noqa: F401  (fixtures shared by the Slack tests)
@@ -63,15 +64,20 @@ def node(prefix: str) -> NodeCall:
     Without Node the interop tests are skipped locally, but fail under CI, where
     `.ci/run` installs npm bullmq and a skip would hide a broken setup.
     """
-    if not node_available():
-        if os.environ.get("CI"):
-            pytest.fail(node_unavailable_reason())
-        pytest.skip(node_unavailable_reason())
+    _require_node()
 
     async def call(command: str, **args: Any) -> Any:
         return await node_bullmq(command, {"prefix": prefix, **args}, REDIS_URL)
 
     return call
+
+
+def _require_node() -> None:
+    """Without Node the interop tests are skipped locally, but fail under CI."""
+    if not node_available():
+        if os.environ.get("CI"):
+            pytest.fail(node_unavailable_reason())
+        pytest.skip(node_unavailable_reason())
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +104,23 @@ def cluster(redis_cluster: RedisClusterForTests) -> RedisClusterForTests:
     """
     redis_cluster.flushall()
     return redis_cluster
+
+
+@pytest.fixture
+def cluster_node(cluster: RedisClusterForTests) -> NodeCall:
+    """`await cluster_node("counts", prefix=..., queues=[...])`: npm bullmq on the cluster
+    (ioredis' Cluster), skipped or failed without Node as `node` is."""
+    _require_node()
+
+    async def call(command: str, **args: Any) -> Any:
+        return await node_bullmq(command, args, cluster.url, cluster_nodes=cluster.nodes_csv)
+
+    return call
+
+
+@pytest_asyncio.fixture
+async def cluster_client(cluster: RedisClusterForTests) -> AsyncIterator[RedisCluster]:
+    """redis-py's asyncio cluster client, the kind queueops uses, entering at one node."""
+    client = RedisCluster.from_url(cluster.url, decode_responses=True)
+    yield client
+    await client.aclose()

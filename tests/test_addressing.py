@@ -11,27 +11,15 @@ them all and tests sharing one Redis do not see each other's queues.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from cli_runner import run_cli
+from cli_runner import Run, run_cli
 from conftest import REDIS_URL, NodeCall
 
 from bot.queues.keys import COUNT_STATES, QueueRef
 from bot.queues.service import QueueService
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 async def queueops(p: str, *args: str, **env: str) -> Run:

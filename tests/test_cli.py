@@ -10,28 +10,16 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
-from cli_runner import run_cli
+from cli_runner import Run, run_cli
 from conftest import REDIS_URL, NodeCall
 
 from bot.embedded_redis import free_port
 from bot.queues.keys import COUNT_STATES
 from bot.queues.service import QueueService
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 async def queueops(*args: str, **env: str) -> Run:

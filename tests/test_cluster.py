@@ -10,19 +10,16 @@ resharded to another master: every job stays in exactly one of the queue and its
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-import pytest_asyncio
-from node_bullmq import node_available, node_bullmq, node_unavailable_reason
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis_cluster_for_tests import RedisClusterForTests
@@ -41,63 +38,42 @@ NodeCall = Callable[..., Awaitable[Any]]
 EVERYTHING = compile_user_pattern(".")
 
 
-@pytest.fixture
-def cnode(cluster: RedisClusterForTests) -> NodeCall:
-    """`await cnode("counts", prefix=..., queues=[...])`: npm bullmq on the cluster."""
-    if not node_available():
-        if os.environ.get("CI"):
-            pytest.fail(node_unavailable_reason())
-        pytest.skip(node_unavailable_reason())
-
-    async def call(command: str, **args: Any) -> Any:
-        return await node_bullmq(command, args, cluster.url, cluster_nodes=cluster.nodes_csv)
-
-    return call
-
-
-@pytest_asyncio.fixture
-async def client(cluster: RedisClusterForTests) -> AsyncIterator[RedisCluster]:
-    c = RedisCluster.from_url(cluster.url, decode_responses=True)
-    yield c
-    await c.aclose()
-
-
-def service_on(client: RedisCluster, prefix: str, *queues: str) -> QueueService:
-    return QueueService(cast(Redis, client), prefixes=[prefix], queues=list(queues))
+def service_on(cluster_client: RedisCluster, prefix: str, *queues: str) -> QueueService:
+    return QueueService(cast(Redis, cluster_client), prefixes=[prefix], queues=list(queues))
 
 
 class EvalCount:
     """The EVALSHAs (and the SCRIPT LOADs) the cluster client sends, by wrapping it."""
 
-    def __init__(self, client: RedisCluster) -> None:
+    def __init__(self, cluster_client: RedisCluster) -> None:
         self.evalsha = 0
-        original = client.execute_command
+        original = cluster_client.execute_command
 
         async def counting(*args: Any, **kwargs: Any) -> Any:
             if str(args[0]).upper() == "EVALSHA":
                 self.evalsha += 1
             return await original(*args, **kwargs)
 
-        client.execute_command = counting  # type: ignore[method-assign]
+        cluster_client.execute_command = counting  # type: ignore[method-assign]
 
 
 async def test_snapshot_equals_npm_counts_in_one_command_per_slot(
-    client: RedisCluster, cnode: NodeCall, cluster: RedisClusterForTests
+    cluster_client: RedisCluster, cluster_node: NodeCall, cluster: RedisClusterForTests
 ) -> None:
-    await cnode("populate", prefix="{bull}", queue="emails")
-    await cnode("populate", prefix="{bull}", queue="sms")
-    await cnode("populate", prefix="bull", queue="{orders}")
-    await cnode("populate", prefix="bull", queue="{invoices}")
-    tagged = service_on(client, "{bull}", "emails", "sms")
-    named = service_on(client, "bull", "{orders}", "{invoices}")
+    await cluster_node("populate", prefix="{bull}", queue="emails")
+    await cluster_node("populate", prefix="{bull}", queue="sms")
+    await cluster_node("populate", prefix="bull", queue="{orders}")
+    await cluster_node("populate", prefix="bull", queue="{invoices}")
+    tagged = service_on(cluster_client, "{bull}", "emails", "sms")
+    named = service_on(cluster_client, "bull", "{orders}", "{invoices}")
     await tagged.snapshot()
     await named.snapshot()  # scripts loaded: what follows is steady state
     await named.probe()
-    count = EvalCount(client)
+    count = EvalCount(cluster_client)
 
     snaps = await tagged.snapshot()
     assert count.evalsha == 1  # a {bull} prefix: one slot, one command
-    npm = await cnode("counts", prefix="{bull}", queues=["emails", "sms"])
+    npm = await cluster_node("counts", prefix="{bull}", queues=["emails", "sms"])
     for snap in snaps:
         assert snap.counts == {s: npm[snap.name][s] for s in COUNT_STATES}, snap.name
 
@@ -108,7 +84,7 @@ async def test_snapshot_equals_npm_counts_in_one_command_per_slot(
     snaps = await named.snapshot()
     assert count.evalsha == 2  # one per slot holding queues
     assert [s.name for s in snaps] == ["{orders}", "{invoices}"]  # the input order
-    npm = await cnode("counts", prefix="bull", queues=["{orders}", "{invoices}"])
+    npm = await cluster_node("counts", prefix="bull", queues=["{orders}", "{invoices}"])
     for snap in snaps:
         assert snap.counts == {s: npm[snap.name][s] for s in COUNT_STATES}, snap.name
         assert snap.counts["failed"] == 2 and snap.dlq_depth == 0
@@ -121,43 +97,45 @@ async def test_snapshot_equals_npm_counts_in_one_command_per_slot(
 
 @pytest.mark.parametrize(("prefix", "queue"), [("{bull}", "jobs"), ("bull", "{jobs}")])
 async def test_quarantine_and_replay_round_trip_checked_by_npm_then_a_worker_runs_it(
-    client: RedisCluster, cnode: NodeCall, prefix: str, queue: str
+    cluster_client: RedisCluster, cluster_node: NodeCall, prefix: str, queue: str
 ) -> None:
-    ids = (await cnode("fail", prefix=prefix, queue=queue, count=3, reason="poison"))["ids"]
-    service = service_on(client, prefix, queue)
+    ids = (await cluster_node("fail", prefix=prefix, queue=queue, count=3, reason="poison"))["ids"]
+    service = service_on(cluster_client, prefix, queue)
     moved = await service.quarantine(queue, ids[0], reason="bad", actor="t")
     assert moved.job_id == ids[0]
-    found = await cnode("job", prefix=prefix, queue=f"{queue}-dlq", id=ids[0])
+    found = await cluster_node("job", prefix=prefix, queue=f"{queue}-dlq", id=ids[0])
     assert found["state"] == "failed" and found["data"]["n"] == 0
-    assert await cnode("job", prefix=prefix, queue=queue, id=ids[0]) is None
+    assert await cluster_node("job", prefix=prefix, queue=queue, id=ids[0]) is None
 
     replayed = await service.dlq_replay(queue, count=1)
     assert [r.job_id for r in replayed.replayed] == [ids[0]]
-    back = await cnode("job", prefix=prefix, queue=queue, id=ids[0])
+    back = await cluster_node("job", prefix=prefix, queue=queue, id=ids[0])
     assert back["state"] == "waiting" and back["data"]["n"] == 0
-    assert await cnode("job", prefix=prefix, queue=f"{queue}-dlq", id=ids[0]) is None
+    assert await cluster_node("job", prefix=prefix, queue=f"{queue}-dlq", id=ids[0]) is None
 
-    processed = await cnode("process", prefix=prefix, queue=queue, count=1, timeoutMs=10000)
+    processed = await cluster_node("process", prefix=prefix, queue=queue, count=1, timeoutMs=10000)
     assert [p["id"] for p in processed["processed"]] == [ids[0]]
-    counts = (await cnode("counts", prefix=prefix, queues=[queue]))[queue]
+    counts = (await cluster_node("counts", prefix=prefix, queues=[queue]))[queue]
     assert counts["completed"] == 1 and counts["failed"] == 2
 
 
-async def test_bulk_quarantine_of_300_failed_jobs(client: RedisCluster, cnode: NodeCall) -> None:
-    await cnode("fail", prefix="bull", queue="{big}", count=300, reason="poison")
-    service = service_on(client, "bull", "{big}")
+async def test_bulk_quarantine_of_300_failed_jobs(
+    cluster_client: RedisCluster, cluster_node: NodeCall
+) -> None:
+    await cluster_node("fail", prefix="bull", queue="{big}", count=300, reason="poison")
+    service = service_on(cluster_client, "bull", "{big}")
     done = await service.quarantine_matching(
         "{big}", compile_user_pattern("pois[o]n"), limit=1000, reason="r", actor="t"
     )
     assert len(done.moved) == 300 and not done.skipped
-    counts = await cnode("counts", prefix="bull", queues=["{big}", "{big}-dlq"])
+    counts = await cluster_node("counts", prefix="bull", queues=["{big}", "{big}-dlq"])
     assert (counts["{big}"]["failed"], counts["{big}-dlq"]["failed"]) == (0, 300)
 
 
 async def test_a_queue_without_a_hash_tag_is_refused_with_how_to_fix_it(
-    client: RedisCluster,
+    cluster_client: RedisCluster,
 ) -> None:
-    service = service_on(client, "bull", "orders")
+    service = service_on(cluster_client, "bull", "orders")
     expected = (
         "queue 'orders' (bull:orders) has no hash tag: on Redis Cluster all keys of a BullMQ "
         "queue must hash to one slot; use a hash-tag prefix (QUEUEOPS_PREFIX={bull}) or a "
@@ -176,16 +154,16 @@ async def test_a_queue_without_a_hash_tag_is_refused_with_how_to_fix_it(
 
 
 async def test_tick_probe_with_state_extras_is_one_command_when_they_share_the_slot(
-    client: RedisCluster, cnode: NodeCall
+    cluster_client: RedisCluster, cluster_node: NodeCall
 ) -> None:
-    await cnode("add", prefix="{bull}", queue="emails", jobs=[{"name": "a"}, {"name": "b"}])
-    service = service_on(client, "{bull}", "emails", "sms")
+    await cluster_node("add", prefix="{bull}", queue="emails", jobs=[{"name": "a"}, {"name": "b"}])
+    service = service_on(cluster_client, "{bull}", "emails", "sms")
     state = "{bull}:queueops"  # queueops' state under the queues' own tag
-    await client.zadd(f"{state}:alerts", {"x": 1})
+    await cluster_client.zadd(f"{state}:alerts", {"x": 1})
     extras = [Extra("zdue", f"{state}:alerts", ("now",))]
     opts = TickOptions(keep_samples=5, sample_key_base=sample_key_base(state), extras=extras)
     await service.probe(options=opts)
-    count = EvalCount(client)
+    count = EvalCount(cluster_client)
     result = await service.probe(options=opts)
     assert count.evalsha == 1
     assert result.extras == [1]
@@ -193,13 +171,13 @@ async def test_tick_probe_with_state_extras_is_one_command_when_they_share_the_s
 
     # State in another slot: the extras go in a call of their own, to that slot's node.
     other = "{queueops}"
-    await client.zadd(f"{other}:alerts", {"x": 1, "y": 2})
+    await cluster_client.zadd(f"{other}:alerts", {"x": 1, "y": 2})
     extras = [Extra("zdue", f"{other}:alerts", ("now",))]
     opts = TickOptions(keep_samples=5, sample_key_base=sample_key_base(other), extras=extras)
     count.evalsha = 0
     result = await service.probe(options=opts)
     assert count.evalsha == 2 and result.extras == [2]
-    samples = await client.lrange(f"{sample_key_base(other)}{{bull}}:emails", 0, -1)
+    samples = await cluster_client.lrange(f"{sample_key_base(other)}{{bull}}:emails", 0, -1)
     assert len(samples) == 1 and samples[0].endswith(":2")  # written in the queue's slot
 
 
@@ -228,47 +206,49 @@ async def _start_crash(cluster: RedisClusterForTests, prefix: str, queue: str) -
     await proc.wait()
 
 
-async def _places(client: RedisCluster, prefix: str, queue: str) -> tuple[set[str], set[str]]:
-    source = set(await client.zrange(f"{prefix}:{queue}:failed", 0, -1))
-    dlq = set(await client.zrange(f"{prefix}:{queue}-dlq:failed", 0, -1))
+async def _places(
+    cluster_client: RedisCluster, prefix: str, queue: str
+) -> tuple[set[str], set[str]]:
+    source = set(await cluster_client.zrange(f"{prefix}:{queue}:failed", 0, -1))
+    dlq = set(await cluster_client.zrange(f"{prefix}:{queue}-dlq:failed", 0, -1))
     return source, dlq
 
 
 async def test_bulk_quarantine_killed_with_sigkill_loses_nothing_on_a_cluster(
-    client: RedisCluster, cnode: NodeCall, cluster: RedisClusterForTests
+    cluster_client: RedisCluster, cluster_node: NodeCall, cluster: RedisClusterForTests
 ) -> None:
     total = 1000
     prefix, queue = "bull", "{kill}"
-    await cnode("fail", prefix=prefix, queue=queue, count=total, reason="poison")
+    await cluster_node("fail", prefix=prefix, queue=queue, count=total, reason="poison")
     await _start_crash(cluster, prefix, queue)
 
-    counts = await cnode("counts", prefix=prefix, queues=[queue, f"{queue}-dlq"])
+    counts = await cluster_node("counts", prefix=prefix, queues=[queue, f"{queue}-dlq"])
     in_source, in_dlq = counts[queue]["failed"], counts[f"{queue}-dlq"]["failed"]
     assert in_source + in_dlq == total
     assert 0 < in_dlq < total, "the kill should land mid-way"
-    source, dlq = await _places(client, prefix, queue)
+    source, dlq = await _places(cluster_client, prefix, queue)
     assert not source & dlq and len(source | dlq) == total
     hashes = [
-        await client.exists(f"{prefix}:{queue}:{i}", f"{prefix}:{queue}-dlq:{i}")
+        await cluster_client.exists(f"{prefix}:{queue}:{i}", f"{prefix}:{queue}-dlq:{i}")
         for i in source | dlq
     ]
     assert hashes == [1] * total  # each job's hash exactly once
 
-    service = service_on(client, prefix, queue)
+    service = service_on(cluster_client, prefix, queue)
     await service.quarantine_matching(queue, EVERYTHING, limit=total, reason="r", actor="t")
-    counts = await cnode("counts", prefix=prefix, queues=[queue, f"{queue}-dlq"])
+    counts = await cluster_node("counts", prefix=prefix, queues=[queue, f"{queue}-dlq"])
     assert (counts[queue]["failed"], counts[f"{queue}-dlq"]["failed"]) == (0, total)
 
 
 async def test_bulk_quarantine_during_a_resharding_of_its_slot_loses_nothing(
-    client: RedisCluster, cnode: NodeCall, cluster: RedisClusterForTests
+    cluster_client: RedisCluster, cluster_node: NodeCall, cluster: RedisClusterForTests
 ) -> None:
     total = 2000
     prefix, queue = "{bull}", "reshard"
-    await cnode("fail", prefix=prefix, queue=queue, count=total, reason="poison")
+    await cluster_node("fail", prefix=prefix, queue=queue, count=total, reason="poison")
     slot = cluster.keyslot("{bull}")
     target = next(p for p in cluster.ports if p != cluster.node_for_slot(slot))
-    service = service_on(client, prefix, queue)
+    service = service_on(cluster_client, prefix, queue)
 
     migrated = threading.Event()
     failure: list[BaseException] = []
@@ -299,8 +279,8 @@ async def test_bulk_quarantine_during_a_resharding_of_its_slot_loses_nothing(
     assert cluster.node_for_slot(slot) == target
 
     again = await service.quarantine_matching(queue, EVERYTHING, limit=total, reason="r", actor="t")
-    counts = await cnode("counts", prefix=prefix, queues=[queue, f"{queue}-dlq"])
-    source, dlq = await _places(client, prefix, queue)
+    counts = await cluster_node("counts", prefix=prefix, queues=[queue, f"{queue}-dlq"])
+    source, dlq = await _places(cluster_client, prefix, queue)
     assert not source & dlq, "an id in both"
     if isinstance(first, BulkMoveStopped):
         print("during the resharding:", first)

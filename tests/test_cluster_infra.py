@@ -4,13 +4,9 @@ losing a key. Product tests on a cluster rely on all of this, so it is proven fi
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
-import pytest_asyncio
-from node_bullmq import node_available, node_bullmq, node_unavailable_reason
 from redis.asyncio.cluster import RedisCluster
 from redis_cluster_for_tests import SLOTS, RedisClusterForTests
 
@@ -19,31 +15,6 @@ NodeCall = Callable[..., Awaitable[Any]]
 # The two ways to keep a BullMQ queue in one slot: a hash-tagged prefix, or queue name.
 TAGGED_PREFIX, PLAIN_QUEUE = "{bull}", "emails"
 PLAIN_PREFIX, TAGGED_QUEUE = "bull", "{orders}"
-
-
-@pytest.fixture
-def cluster_node(cluster: RedisClusterForTests) -> NodeCall:
-    """`await cluster_node("counts", prefix=..., queues=[...])`: npm bullmq on the cluster.
-
-    Skipped without Node locally, failed under CI (as conftest's `node` fixture).
-    """
-    if not node_available():
-        if os.environ.get("CI"):
-            pytest.fail(node_unavailable_reason())
-        pytest.skip(node_unavailable_reason())
-
-    async def call(command: str, **args: Any) -> Any:
-        return await node_bullmq(command, args, cluster.url, cluster_nodes=cluster.nodes_csv)
-
-    return call
-
-
-@pytest_asyncio.fixture
-async def cluster_client(cluster: RedisClusterForTests) -> AsyncIterator[RedisCluster]:
-    """redis-py's asyncio cluster client, the kind queueops uses, entering at one node."""
-    client = RedisCluster.from_url(cluster.url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 def other_master(cluster: RedisClusterForTests, slot: int) -> int:
