@@ -109,3 +109,13 @@ async def add_jobs(redis_url: str, prefix: str, queue: str, names: list[str]) ->
             await q.add(name, {"n": n})
     finally:
         await q.close()
+
+
+async def requests_seen(endpoint: Endpoint, within: float = 0.3) -> list[dict[str, Any]]:
+    """The endpoint's log lines that arrive within `within` seconds."""
+    lines = []
+    while True:
+        try:
+            lines.append(await asyncio.wait_for(endpoint.log_line(), within))
+        except TimeoutError:
+            return lines

@@ -13,22 +13,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cli_runner import run_cli
 from conftest import REDIS_URL, NodeCall
-from drain_helpers import TOKEN, Endpoint, add_jobs
+from drain_helpers import TOKEN, Endpoint, add_jobs, requests_seen
 from slack_helpers import MakeBot
 from slack_stub import SlackStub
 
 from bot.http_app import TICKER
 from bot.queues.service import QueueService
-
-
-async def requests_seen(endpoint: Endpoint, within: float = 0.3) -> list[dict[str, Any]]:
-    """The endpoint's log lines that arrive within `within` seconds."""
-    lines = []
-    while True:
-        try:
-            lines.append(await asyncio.wait_for(endpoint.log_line(), within))
-        except TimeoutError:
-            return lines
 
 
 async def cron_bot(make_bot: MakeBot, endpoint: Endpoint, **extra: Any) -> Any:

@@ -5,7 +5,6 @@ configuration's errors, and the cron ticking each environment for one command wh
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +15,13 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from cli_runner import run_cli
-from drain_helpers import TOKEN, Endpoint, add_jobs, start_endpoint, stop_endpoint
+from drain_helpers import (
+    TOKEN,
+    add_jobs,
+    requests_seen,
+    start_endpoint,
+    stop_endpoint,
+)
 from node_bullmq import node_available, node_bullmq, node_unavailable_reason
 from redis_for_tests import REDIS_URL, delete_prefix
 from slack_helpers import BOT_TOKEN, SECRET, slash, text_of
@@ -294,15 +299,6 @@ async def test_a_role_scoped_to_prod_pauses_in_prod_only(
     [bad] = await slack.wait_for("respond:bad")
     assert bad.body["response_type"] == "ephemeral"
     assert "unknown environment 'nowhere' (known: prod, staging)" in text_of(bad.body)
-
-
-async def requests_seen(endpoint: Endpoint, within: float = 0.3) -> list[dict[str, Any]]:
-    lines = []
-    while True:
-        try:
-            lines.append(await asyncio.wait_for(endpoint.log_line(), within))
-        except TimeoutError:
-            return lines
 
 
 async def test_the_cron_drains_each_environment_and_idles_at_one_command_each(

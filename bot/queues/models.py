@@ -21,22 +21,15 @@ class Tally(Record):
     count: int
 
 
-class QueueSnapshot(Record):
-    """One queue at a glance; `counts` has exactly npm bullmq getJobCounts()'s eight keys."""
+class QueueRecord(Record):
+    """What a record of one queue names it by: its BullMQ name and prefix, and how replies
+    show it (the short name where unique, else the full name; not in `--json`)."""
 
     name: str
     prefix: str = Field(
         DEFAULT_PREFIX, description="its key prefix: the queue is `<prefix>:<name>`"
     )
     label: str = Field("", exclude=True, description="how replies show it (`shown`)")
-    counts: dict[str, int]
-    is_paused: bool
-    oldest_waiting_age_ms: int | None
-    top_waiting_names: list[Tally]
-    top_failure_reasons: list[Tally]
-    dlq_depth: int
-    waiting_sample: int = Field(description="how many of the next-to-run jobs were sampled")
-    failed_sample: int = Field(description="how many of the newest failed jobs were sampled")
 
     @property
     def shown(self) -> str:
@@ -47,12 +40,22 @@ class QueueSnapshot(Record):
         return f"{self.prefix}:{self.name}"
 
 
-class QueueWork(Record):
+class QueueSnapshot(QueueRecord):
+    """One queue at a glance; `counts` has exactly npm bullmq getJobCounts()'s eight keys."""
+
+    counts: dict[str, int]
+    is_paused: bool
+    oldest_waiting_age_ms: int | None
+    top_waiting_names: list[Tally]
+    top_failure_reasons: list[Tally]
+    dlq_depth: int
+    waiting_sample: int = Field(description="how many of the next-to-run jobs were sampled")
+    failed_sample: int = Field(description="how many of the newest failed jobs were sampled")
+
+
+class QueueWork(QueueRecord):
     """What the probe saw in one queue."""
 
-    name: str
-    prefix: str = DEFAULT_PREFIX
-    label: str = Field("", exclude=True, description="how replies show it (`shown`)")
     is_paused: bool
     ready: int
     due_delayed: int
@@ -64,14 +67,6 @@ class QueueWork(Record):
     counts: dict[str, int] = Field(
         default_factory=dict, description="jobs by state, as QueueSnapshot.counts has them"
     )
-
-    @property
-    def shown(self) -> str:
-        return self.label or self.name
-
-    @property
-    def full(self) -> str:
-        return f"{self.prefix}:{self.name}"
 
     @property
     def runnable(self) -> bool:
