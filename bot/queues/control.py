@@ -33,15 +33,14 @@ async def is_paused(store: QueueStore, queue: QueueRef) -> bool:
 
 async def _pause_step(store: QueueStore, queue: QueueRef, mode: str, chunk: int) -> int:
     """One call of lua/pause.lua; returns how many jobs are still to merge."""
-    k = queue
     keys = [
-        k.key("wait"),
-        k.key("paused"),
-        k.key("meta"),
-        k.key("marker"),
-        k.key("events"),
-        k.key("prioritized"),
-        k.key("delayed"),
+        queue.key("wait"),
+        queue.key("paused"),
+        queue.key("meta"),
+        queue.key("marker"),
+        queue.key("events"),
+        queue.key("prioritized"),
+        queue.key("delayed"),
     ]
     return int(await store.scripts.pause(keys=keys, args=[mode, chunk]))
 
@@ -89,14 +88,13 @@ async def promote_due(store: QueueStore, queue: QueueRef, *, now_ms: int | None 
     """Move `queue`'s delayed jobs whose time has come to wait, as a Worker's moveToActive
     would (see lua/promote_due.lua for why by hand); one call per PROMOTE_BATCH jobs, one
     call when none are due. Returns how many moved."""
-    keys = queue
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     names = ("delayed", "wait", "paused", "prioritized", "meta", "events", "pc", "marker")
     moved = 0
     while True:
         batch = int(
             await store.scripts.promote_due(
-                keys=[keys.key(n) for n in names], args=[keys.base, now, PROMOTE_BATCH]
+                keys=[queue.key(n) for n in names], args=[queue.base, now, PROMOTE_BATCH]
             )
         )
         moved += batch

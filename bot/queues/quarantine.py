@@ -270,12 +270,11 @@ class FailedEntry:
 def _page_call(
     store: QueueStore, queue: QueueRef, after: FailedEntry | None, size: int
 ) -> ScriptCall:
-    keys = queue
     anchor, score = (after.job_id, after.score) if after else ("", "0")
     return ScriptCall(
         store.scripts.failed_page,
-        [keys.key("failed")],
-        [keys.base, anchor, score, size, REASON_BYTES, PAGE_BYTES],
+        [queue.key("failed")],
+        [queue.base, anchor, score, size, REASON_BYTES, PAGE_BYTES],
     )
 
 
