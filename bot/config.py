@@ -34,14 +34,15 @@ from bot.urls import hide_url_credentials, url_fit_to_show
 
 # Validators use fullmatch: with match() and '$', "orders\n" passed ('$' matches before a
 # final newline), and a queue name with a newline breaks every key and log line it is in.
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-{}]*")
+# A name starts with a letter, a digit or the `{` of a Redis Cluster hash tag (`{orders}`).
+_QUEUE_NAME = re.compile(r"(?=.*[A-Za-z0-9])[A-Za-z0-9{][A-Za-z0-9._\-{}]*")
 _SLACK_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 
 
 def validate_queue_name(name: str) -> str:
     """BullMQ forbids ':' in queue names; we also refuse blanks and shell-ish characters."""
     if not _QUEUE_NAME.fullmatch(name) or len(name) > 200:
-        raise ValueError(f"{name!r} is not a queue name (letters, digits, . _ - only)")
+        raise ValueError(f"{name!r} is not a queue name (letters, digits, . _ - {{ }} only)")
     return name
 
 
@@ -76,7 +77,7 @@ def validate_queue_word(word: str) -> str:
     except ValueError:
         # Said of the whole word, as typed, not of the part after its last ':'.
         raise ValueError(
-            f"{word!r} is not a queue name or PREFIX:NAME (a name is letters, digits, . _ -)"
+            f"{word!r} is not a queue name or PREFIX:NAME (a name is letters, digits, . _ - {{ }})"
         ) from None
     return word
 
@@ -239,9 +240,9 @@ class Settings(BaseSettings):
         json_schema_extra={
             "section": "Redis and queues",
             "format": "entries separated by commas (spaces around them ignored): a name is "
-            "letters, digits, `.`, `_`, `-`, `{`, `}`, starts with a letter or digit, no `:`; "
-            "a full name is `PREFIX:NAME` (the last `:` separates them); a glob may use `*`, "
-            "`?` and `[…]`",
+            "letters, digits, `.`, `_`, `-`, `{`, `}`, starts with a letter, a digit or `{`, "
+            "no `:`; a full name is `PREFIX:NAME` (the last `:` separates them); a glob may "
+            "use `*`, `?` and `[…]`",
         },
     )
     prefixes: Annotated[tuple[str, ...] | None, NoDecode] = Field(

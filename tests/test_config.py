@@ -78,6 +78,10 @@ def test_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings()
     assert s.queues == ("batch-jobs", "dsar-jobs")
     assert s.prefixes == ("intelliflow", "intelliflow:notifications") and s.prefix == "intelliflow"
+
+    # Hash-tagged names, as Redis Cluster needs them (issue 12): a name may start with `{`.
+    monkeypatch.setenv("QUEUEOPS_QUEUES", "{orders},bull:{emails},{bull}x")
+    assert load_settings().queues == ("{orders}", "bull:{emails}", "{bull}x")
     assert s.drain_every_ms == 5_400_000 and s.drain_every == "1h30m"
     assert s.incident_invite == ("U1ABC", "S2DEF")
     token = s.drain_token

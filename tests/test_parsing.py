@@ -36,6 +36,9 @@ def test_valid_words_become_requests() -> None:
     assert parse("dlq", "replay", "q").count == 10  # type: ignore[attr-defined]
     assert parse("retry", "q").count is None  # type: ignore[attr-defined]
     assert parse("snapshot").queues == ()  # type: ignore[attr-defined]
+    # Full names and Redis Cluster hash-tagged names (issue 12).
+    tagged = parse("snapshot", "{orders}", "bull:{emails}", "intelliflow:notifications:email")
+    assert tagged.queues == ("{orders}", "bull:{emails}", "intelliflow:notifications:email")  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
