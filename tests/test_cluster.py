@@ -20,11 +20,15 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from drain_helpers import TOKEN, start_endpoint, stop_endpoint
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis_cluster_for_tests import RedisClusterForTests
+from slack_helpers import MakeBot
+from test_instant_drain import until
 
 from bot.errors import QueueOpsError, Refused
+from bot.http_app import INSTANT, TICKER
 from bot.patterns import compile_user_pattern
 from bot.queues.keys import COUNT_STATES
 from bot.queues.probe import Extra, TickOptions
@@ -289,3 +293,45 @@ async def test_bulk_quarantine_during_a_resharding_of_its_slot_loses_nothing(
         print("during the resharding: moved", len(first.moved), "skipped", dict(outcomes))
     assert counts[queue]["failed"] == 0, (first, again)
     assert counts[f"{queue}-dlq"]["failed"] == total == len(dlq)
+
+
+async def test_instant_drains_on_the_cluster_watch_each_slot_and_drain_a_new_job(
+    cluster: RedisClusterForTests, cluster_node: NodeCall, make_bot: MakeBot
+) -> None:
+    """The whole serve app on the cluster, queues in two slots: one blocking watch per
+    slot, and a job npm adds to either is drained by the app's endpoint (npm Workers on
+    ioredis' Cluster) within seconds, against a 5-minute cadence."""
+    queues = ["{wa}", "{wb}"]
+    endpoint = await start_endpoint(
+        "bull", cluster.url, QUEUES=",".join(queues), REDIS_CLUSTER_NODES=cluster.nodes_csv
+    )
+    try:
+        bot = await make_bot(
+            redis_url=cluster.url,
+            prefix="bull",
+            state_prefix="qo-cluster-state",
+            queues=",".join(queues),
+            drain_url=endpoint.url,
+            cron_secret=TOKEN,
+            drain_every_ms=300_000,
+            drain_wake_debounce_ms=200,
+        )
+        await bot.app[TICKER].tick()  # it leads: the watches start
+        watch = bot.app[INSTANT]
+        assert watch.running
+
+        async def watching_both() -> bool:
+            return watch.groups == 2
+
+        await until(watching_both, within=5)
+        for queue in queues:
+            await cluster_node("add", prefix="bull", queue=queue, jobs=[{"name": "now"}])
+
+            async def done(queue: str = queue) -> bool:
+                counts = (await cluster_node("counts", prefix="bull", queues=[queue]))[queue]
+                return bool(counts["completed"] == 1)
+
+            await until(done, within=10)
+        assert watch.drains >= 2
+    finally:
+        await stop_endpoint(endpoint)

@@ -29,7 +29,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { FlowProducer, Job, Queue, Worker } from 'bullmq';
-import IORedis from 'ioredis';
+import { UsageError, connect, parseClusterNodes } from './redis-connection.mjs';
 
 // Anything a library prints with console.log must not corrupt the single JSON
 // document on stdout.
@@ -45,8 +45,6 @@ const COMMAND_TIMEOUT_MS = Number(process.env.BULLMQ_CLI_TIMEOUT_MS || 30000);
 
 const HOUR_MS = 60 * 60 * 1000;
 
-class UsageError extends Error {}
-
 /** The Redis URL without its password, for error messages. */
 function redact(url) {
   try {
@@ -56,40 +54,6 @@ function redact(url) {
   } catch {
     return '<unparseable REDIS_URL>';
   }
-}
-
-/** REDIS_CLUSTER_NODES ("host:port,...") as ioredis Cluster startup nodes. */
-function parseClusterNodes(csv) {
-  return csv
-    .split(',')
-    .map(s => s.trim())
-    .filter(Boolean)
-    .map(hostPort => {
-      const colon = hostPort.lastIndexOf(':');
-      const host = hostPort.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-      const port = Number(hostPort.slice(colon + 1));
-      if (colon <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) {
-        throw new UsageError(`REDIS_CLUSTER_NODES: ${JSON.stringify(hostPort)} is not host:port`);
-      }
-      return { host, port };
-    });
-}
-
-/**
- * The one connection: a Cluster client when startup nodes are given, else a plain
- * Redis on `url`. BullMQ requires maxRetriesPerRequest null (Workers block); on a
- * Cluster it reads it from redisOptions, the options of each node's connection.
- * Workers' blocking connections are made by BullMQ with duplicate(), which its
- * client adapter makes cluster-aware (a new Cluster on the same startup nodes).
- */
-function connect(url, clusterNodes) {
-  if (clusterNodes.length === 0) {
-    return new IORedis(url, { maxRetriesPerRequest: null });
-  }
-  // The default clusterRetryStrategy (retry forever) is kept, so a node
-  // restart mid-command is survived; an unreachable cluster still fails fast,
-  // as the first failed slot refresh emits 'error' and connect() rejects.
-  return new IORedis.Cluster(clusterNodes, { redisOptions: { maxRetriesPerRequest: null } });
 }
 
 /** Owns the one Redis connection and every BullMQ object created on it. */

@@ -6,6 +6,7 @@
 //
 // Environment:
 //   REDIS_URL            default redis://127.0.0.1:6379/9
+//   REDIS_CLUSTER_NODES  "host:port,..." of a Redis Cluster, used instead of REDIS_URL
 //   PREFIX               BullMQ key prefix, default "bull"
 //   QUEUES               comma list of the queue names the endpoint may drain (required)
 //   PORT                 default 0 (= a free port); HOST default 127.0.0.1
@@ -40,7 +41,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, Worker } from 'bullmq';
-import IORedis from 'ioredis';
+import { connect, parseClusterNodes } from './redis-connection.mjs';
 
 // Anything a library prints with console.log must not corrupt the JSON lines on stdout.
 console.log = console.error;
@@ -177,7 +178,8 @@ function numberParam(params, key, { integer = false, min = 0, fallback }) {
 // Redis and BullMQ objects
 // --------------------------------------------------------------------------
 
-const connection = new IORedis(REDIS_URL, { maxRetriesPerRequest: null });
+// REDIS_CLUSTER_NODES: the Redis Cluster instead (tests/interop/redis-connection.mjs).
+const connection = connect(REDIS_URL, parseClusterNodes(process.env.REDIS_CLUSTER_NODES || ''));
 connection.on('error', err => report('redis connection error', err));
 
 const queues = new Map();
