@@ -335,3 +335,18 @@ async def test_instant_drains_on_the_cluster_watch_each_slot_and_drain_a_new_job
         assert watch.drains >= 2
     finally:
         await stop_endpoint(endpoint)
+
+
+async def test_pause_resume_and_retry_on_the_cluster_as_npm_sees_them(
+    cluster_client: RedisCluster, cluster_node: NodeCall
+) -> None:
+    """PyPI bullmq's retry and our pause/resume scripts, on a cluster client."""
+    await cluster_node("fail", prefix="bull", queue="{rt}", count=3, reason="flaky")
+    service = service_on(cluster_client, "bull", "{rt}")
+    assert await service.pause("{rt}") is False  # was not paused
+    assert (await cluster_node("is-paused", prefix="bull", queue="{rt}"))["paused"] is True
+    assert await service.resume("{rt}") is True
+    assert (await cluster_node("is-paused", prefix="bull", queue="{rt}"))["paused"] is False
+    assert await service.retry("{rt}", count=None) == 3
+    counts = (await cluster_node("counts", prefix="bull", queues=["{rt}"]))["{rt}"]
+    assert counts["failed"] == 0 and counts["waiting"] == 3
