@@ -14,10 +14,12 @@ import asyncio
 import os
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from cli_runner import Run, run_cli
 from conftest import REDIS_URL, NodeCall
 
+from bot.errors import NotFound
 from bot.queues.keys import COUNT_STATES, QueueRef
 from bot.queues.service import QueueService
 
@@ -355,3 +357,34 @@ async def test_unset_prefix_and_queues_discover_every_prefix(prefix: str, node: 
     assert named.code == 0, named.err
     [q] = named.json()["queues"]
     assert (q["prefix"], q["name"]) == (notif, "email")
+
+
+async def test_naming_an_unknown_queue_asks_its_meta_key_not_the_whole_keyspace(
+    redis: aioredis.Redis, prefix: str, node: NodeCall
+) -> None:
+    """A typo or a viewer's loop of unknown names must not SCAN the keyspace each time:
+    with prefixes configured the meta keys where the queue could be are asked directly;
+    with none, a short name costs one discovery per MISS_SCAN_MS at most."""
+    await node("add", queue="known", jobs=jobs(1))
+    service = QueueService(redis, prefixes=[prefix])
+    await service.queues()
+    discovered = service.catalog.last_cost
+    for _ in range(3):
+        with pytest.raises(NotFound):
+            await service.require_queue("typo-q")
+    await node("add", queue="fresh", jobs=jobs(1))
+    assert (await service.require_queue("fresh")).full == f"{prefix}:fresh"
+    assert (await service.require_queue(f"{prefix}:fresh")).name == "fresh"
+    assert service.catalog.last_cost is discovered  # no discovery ran again
+
+    anywhere = QueueService(redis)
+    await anywhere.queues()
+    first = anywhere.catalog.last_cost
+    with pytest.raises(NotFound):
+        await anywhere.require_queue("typo-q")  # a short name under any prefix: one SCAN
+    second = anywhere.catalog.last_cost
+    assert second is not first
+    for _ in range(3):
+        with pytest.raises(NotFound):
+            await anywhere.require_queue("typo-q")
+    assert anywhere.catalog.last_cost is second  # within MISS_SCAN_MS: no SCAN again

@@ -17,8 +17,10 @@ with the first job), a check done once per key found (a pipelined HMGET) and rem
 so far; a key that is no hash is not). SCAN
 walks the whole keyspace whatever its MATCH, COUNT keys a call: a Redis of N keys costs
 N/1000 calls, which `budget` reports from the last run (`last_cost`). It runs when first
-needed, on `refresh_due` (the serve's slow cadence), and when a command names a queue the
-catalogue does not know, so a queue created after start is found without a restart. A
+needed and on `refresh_due` (the serve's slow cadence). A command that names a queue the
+catalogue does not know looks for that one (`_look_for`: its meta key where it could be;
+a SCAN only for a short name with no prefix configured, one per MISS_SCAN_MS at most), so
+a queue created after start is found without a restart. A
 configuration that needs no discovery (full names, or short names under one prefix) never
 pays for it: the one-command snapshot stays one command.
 """
@@ -43,6 +45,9 @@ SCAN_COUNT = 1000
 CHECK_BATCH = 200
 GLOB_CHARS = frozenset("*?[")
 LISTED_MAX = 20
+MISS_SCAN_MS = 10_000
+"""The least time between two discoveries a command naming an unknown queue may start,
+when only a SCAN could find it (a short name, no QUEUEOPS_PREFIX)."""
 _PATTERN_MAX = 200
 # A BullMQ meta hash's marks (npm bullmq 5: Queue's metaValues, getOrSetMaxEvents.lua).
 META_FIELDS = ("version", "opts.maxLenEvents")
@@ -93,6 +98,7 @@ class QueueCatalog:
         self.rediscover_ms = rediscover_ms
         self.last_cost: DiscoveryCost | None = None
         self._verified: set[str] = set()
+        self._miss_scan_at = float("-inf")
         self._rejected: set[str] = set()
         self._existing: list[QueueRef] | None = None
         self._queues: list[QueueRef] | None = None
@@ -253,14 +259,45 @@ class QueueCatalog:
         queue has it (after discovering again, if discovery applies), Ambiguous when a
         short name is under two prefixes."""
         found = self._lookup(word, await self.queues())
-        if found is None and self.needs_discovery:
-            found = self._lookup(word, await self.queues(refresh=True))
+        if found is None and self.needs_discovery and await self._look_for(word):
+            found = self._lookup(word, await self.queues())
         if found is not None:
             return found
         known = [q.shown for q in await self.queues()]
         listing = ", ".join(known[:LISTED_MAX]) + (", …" if len(known) > LISTED_MAX else "")
         source = "QUEUEOPS_QUEUES" if self.entries is not None else "discovered"
         raise NotFound(f"unknown queue '{word}' ({source}: {listing or 'none'})")
+
+    async def _look_for(self, word: str) -> bool:
+        """Whether a queue `word` names has appeared since the last discovery, added to
+        what exists if so. Where it can only be (a full name; a short name under each
+        configured prefix) its meta key is asked directly: one pipelined HMGET, not a SCAN
+        of the keyspace per command that names a queue nobody has (a typo, or a viewer's
+        loop). A short name under any prefix can only be found by a SCAN: then a whole
+        discovery, at most one per MISS_SCAN_MS."""
+        if ":" in word:
+            places = [word]
+        elif self.prefixes is not None:
+            places = [f"{prefix}:{word}" for prefix in self.prefixes]
+        else:
+            now = time.monotonic()
+            if now - self._miss_scan_at < MISS_SCAN_MS / 1000:
+                return False
+            self._miss_scan_at = now
+            await self.queues(refresh=True)
+            return True
+        keys = [f"{place}:meta" for place in places]
+        await self._check([k for k in keys if k not in self._verified | self._rejected])
+        added = set()
+        for key in keys:
+            ref = QueueRef.parse(key[: -len(":meta")])
+            if key in self._verified and self._in_scope(ref) and not self.is_dlq(ref):
+                added.add(ref)
+        if not added:
+            return False
+        self._existing = sorted({*(self._existing or []), *added})
+        self._queues = None  # expanded again from what exists, without a SCAN
+        return True
 
     @staticmethod
     def _lookup(word: str, known: list[QueueRef]) -> QueueRef | None:
