@@ -148,26 +148,18 @@ async def test_snapshot_shows_each_environment_and_env_picks_one(
 
 
 async def test_one_environment_snapshot_is_as_before(prefix: str, staging_url: str) -> None:
-    code, out, err = await cli(
-        "snapshot",
-        "--json",
-        prefix=prefix,
-        staging_url=staging_url,
-        QUEUEOPS_REDIS_URLS="",
-        REDIS_URL=REDIS_URL,
-    )
-    assert code == 0, err and set(json.loads(out)) == {"queues"}
-    code, out, err = await cli(
-        "snapshot",
-        "--env",
-        "default",
-        "--json",
-        prefix=prefix,
-        staging_url=staging_url,
-        QUEUEOPS_REDIS_URLS="",
-        REDIS_URL=REDIS_URL,
-    )
-    assert code == 0, err and set(json.loads(out)) == {"queues"}
+    for env in ([], ["--env", "default"]):
+        code, out, err = await cli(
+            "snapshot",
+            *env,
+            "--json",
+            prefix=prefix,
+            staging_url=staging_url,
+            QUEUEOPS_REDIS_URLS="",
+            REDIS_URL=REDIS_URL,
+        )
+        assert code == 0, err
+        assert set(json.loads(out)) == {"queues"}
 
 
 def test_env_words_anywhere() -> None:
