@@ -42,8 +42,8 @@ from command_counter import Tally, count_commands  # noqa: E402
 from redis_cluster_for_tests import start_cluster  # noqa: E402
 
 from bot.embedded_redis import embedded_redis  # noqa: E402
+from bot.queues.bullmq.probe import Extra, TickOptions  # noqa: E402
 from bot.queues.keys import QueueRef  # noqa: E402
-from bot.queues.probe import Extra, TickOptions  # noqa: E402
 from bot.queues.service import QueueService  # noqa: E402
 
 NODE_CLI = ROOT / "tests" / "interop" / "bullmq-cli.mjs"

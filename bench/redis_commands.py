@@ -31,9 +31,9 @@ from command_counter import count_commands  # noqa: E402
 
 from bot.embedded_redis import embedded_redis  # noqa: E402
 from bot.patterns import compile_user_pattern  # noqa: E402
+from bot.queues.bullmq.store import QueueStore  # noqa: E402
 from bot.queues.keys import QueueRef  # noqa: E402
 from bot.queues.service import QueueService  # noqa: E402
-from bot.queues.store import QueueStore  # noqa: E402
 
 QUEUES = ["batch-jobs", "dsar-jobs", "journey-jobs", "retrain-jobs", "seed-jobs"]
 PREFIX = "bull"
@@ -112,7 +112,7 @@ async def measure_bulk(url: str, count: int) -> dict[str, Any]:
     await redis.config_set("slowlog-log-slower-than", SLOWLOG_US)
     await redis.config_set("slowlog-max-len", 10_000)
     await redis.slowlog_reset()
-    # The move calls go in pipelines (bot/queues/batching.py), so they are counted from the
+    # The move calls go in pipelines (bot/queues/bullmq/batching.py), so they are counted from the
     # result and timed by Redis itself; bench/scale.py times the rounds against npm bullmq.
     started = time.perf_counter()
     result = await service.quarantine_matching(

@@ -43,8 +43,8 @@ from slack_stub import SlackStub  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from bot.embedded_redis import embedded_redis, free_port  # noqa: E402
 from bot.http_app import serving_app  # noqa: E402
+from bot.queues.bullmq.store import QueueStore  # noqa: E402
 from bot.queues.keys import QueueRef  # noqa: E402
-from bot.queues.store import QueueStore  # noqa: E402
 
 SECRET = "bench-signing-secret"
 QUEUES = ["batch-jobs", "dsar-jobs", "journey-jobs", "retrain-jobs", "seed-jobs"]

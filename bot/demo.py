@@ -33,12 +33,12 @@ from redis.asyncio import Redis
 
 from bot.config import Settings
 from bot.errors import OperationFailed
-from bot.queues.control import pause
+from bot.queues.bullmq.control import pause
+from bot.queues.bullmq.probe import TickOptions
+from bot.queues.bullmq.store import QueueStore
 from bot.queues.keys import QueueRef
-from bot.queues.probe import TickOptions
 from bot.queues.samples import WINDOW_MS
 from bot.queues.service import QueueService
-from bot.queues.store import QueueStore
 
 WORKER_CLOSE_S = 5.0
 """How long a demo worker may take to stop, gently and then forced (PyPI bullmq's close()

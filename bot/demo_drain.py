@@ -46,8 +46,8 @@ from bot.demo import _close_within, run_demo_job
 from bot.deploy.dotenv import parse
 from bot.drain import DRAIN_PATH, MAX_DURATION_MS
 from bot.errors import OperationFailed
+from bot.queues.bullmq.store import QueueStore
 from bot.queues.keys import QueueRef
-from bot.queues.store import QueueStore
 
 log = logging.getLogger(__name__)
 

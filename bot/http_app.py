@@ -55,11 +55,11 @@ from bot.dispatch import Dispatcher, make_dispatcher
 from bot.environments import Env, Environments
 from bot.errors import QueueOpsError
 from bot.metrics import ALERTS_DEAD_LETTERED, ALERTS_UNHANDLED, QueueGauges
+from bot.queues.bullmq.probe import Extra
+from bot.queues.bullmq.slots import is_cluster_client
 from bot.queues.models import ProbeResult
-from bot.queues.probe import Extra
 from bot.queues.samples import sample_key_base
 from bot.queues.service import QueueService
-from bot.queues.slots import is_cluster_client
 from bot.redis_client import connect, make_wake_client
 from bot.slack.app import SlackHandlers, build_bolt_app
 from bot.slack.blocks import escape

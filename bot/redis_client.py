@@ -18,7 +18,7 @@ command, so the handshake is kept to what is needed:
 Redis Cluster is told from the server, not from a variable: `connect` asks once (`INFO
 cluster`) and, on a cluster, returns redis-py's cluster client instead, typed as `Redis`
 (it speaks the same commands; the few places that differ check
-`bot.queues.slots.is_cluster_client`). On a cluster,
+`bot.queues.bullmq.slots.is_cluster_client`). On a cluster,
 queueops' own state keys move under one hash tag (`{queueops}:…`) so the scripts that touch
 several of them (the tick's lease and history) stay in one slot.
 

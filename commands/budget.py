@@ -5,7 +5,7 @@ The idle tick's cost is what the bot measured for its own last idle tick (it cou
 commands it sends; one, by design); the always-on figure is npm bullmq 5's idle Worker,
 measured by bench/idle_tick.py (26 commands a minute per queue).
 
-It also says what a person's snapshot costs: one script call (bot/queues/lua/snapshot.lua)
+It also says what a person's snapshot costs: one script call (bot/queues/bullmq/lua/snapshot.lua)
 on a connection that sends no handshake command (bot/redis_client.py), plus the audit write
 when QUEUEOPS_AUDIT_READS is true. tests/test_redis_cost.py checks the figure against what
 MONITOR sees a CLI snapshot send.
@@ -20,9 +20,9 @@ from typing import Any
 from pydantic import Field
 
 from bot.durations import format_duration_ms
-from bot.queues.catalog import SCAN_COUNT, DiscoveryCost
+from bot.queues.bullmq.catalog import SCAN_COUNT, DiscoveryCost
+from bot.queues.bullmq.slots import group_for_calls, is_cluster_client
 from bot.queues.keys import QueueRef
-from bot.queues.slots import group_for_calls, is_cluster_client
 from bot.roles import Role
 from bot.text import plural
 from commands.context import CommandContext
@@ -38,7 +38,7 @@ DEFAULT_TICK_COST = 1
 
 def snapshot_calls(queues: Sequence[QueueRef], *, cluster: bool) -> int:
     """Script calls one `snapshot` sends, whatever the backlog: one per 40 queues (on Redis
-    Cluster, per slot too), as bot/queues/snapshot.py groups them."""
+    Cluster, per slot too), as bot/queues/bullmq/snapshot.py groups them."""
     return max(len(group_for_calls(queues, cluster=cluster)), 1)
 
 

@@ -109,7 +109,7 @@ async def run(req: DrainRequest, ctx: CommandContext) -> DrainReply:
     if ctx.drain is None:
         raise OperationFailed("DRAIN_URL is not set: queueops does not know the app to drain")
     # Due delayed jobs first, as the cron does: an endpoint that looks for waiting work
-    # would start no Worker for them (bot/queues/lua/promote_due.lua).
+    # would start no Worker for them (bot/queues/bullmq/lua/promote_due.lua).
     # A queue the catalogue does not know is refused here, before the app is called.
     named = await ctx.queues.require_queue(req.queue) if req.queue else None
     for ref in [named] if named else await ctx.queues.queues():

@@ -10,8 +10,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.errors import UsageError
 from bot.patterns import PatternTooSlow, compile_user_pattern
+from bot.queues.bullmq.quarantine import BulkMoveStopped
 from bot.queues.models import BulkQuarantineResult, JobMove
-from bot.queues.quarantine import BulkMoveStopped
 from bot.roles import Role
 from bot.text import plural
 from commands.context import CommandContext

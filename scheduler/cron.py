@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from bot.drain import DrainClient, DrainError, DrainResponse
 from bot.durations import stored_cadence_ms
 from bot.metrics import DRAIN_CALL_SECONDS, DRAIN_TICKS, DRAINS
+from bot.queues.bullmq.probe import Extra
 from bot.queues.models import ProbeResult
-from bot.queues.probe import Extra
 from scheduler.state import CronState, DrainRun
 from scheduler.ticker import IDLE_TICK_COST, WAKE_COST, Ticker
 

@@ -54,9 +54,9 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.queues.bullmq.slots import is_cluster_client, slot_of
 from bot.queues.keys import QueueRef
 from bot.queues.models import ProbeResult
-from bot.queues.slots import is_cluster_client, slot_of
 from bot.urls import hide_url_credentials
 from scheduler.cron import DrainCron
 from scheduler.state import wake_block_ms, wake_blocks_per_cadence

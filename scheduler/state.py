@@ -5,7 +5,7 @@ mode, pause, cadence, the leader lease, tick bookkeeping and the capped history.
 last_idle, last_drain, failed_streak. `<state>:cron:lease` (string, with expiry): the
 replica that runs the cron. `<state>:cron:history` (list, newest first, capped): one entry
 per tick that drained or failed, like cron-job.org's execution history. Idle ticks are
-recorded by the tick's own command (bot/queues/lua/probe.lua, extra "cron").
+recorded by the tick's own command (bot/queues/bullmq/lua/probe.lua, extra "cron").
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from bot.metrics import TICK_PROBE_FAILURES, QueueGauges
+from bot.queues.bullmq.probe import Extra, TickOptions
 from bot.queues.models import ProbeResult
-from bot.queues.probe import Extra, TickOptions
 from bot.queues.service import QueueService
 from bot.redis_client import commands_sent
 

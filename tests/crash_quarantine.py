@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from bot.patterns import compile_user_pattern
-from bot.queues import dlq, quarantine
+from bot.queues.bullmq import dlq, quarantine
 from bot.queues.service import QueueService
 
 

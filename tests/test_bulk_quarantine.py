@@ -19,9 +19,9 @@ import redis.asyncio as aioredis
 from conftest import REDIS_URL, NodeCall
 
 from bot.patterns import MATCH_CHARS, compile_user_pattern
-from bot.queues import quarantine
-from bot.queues.batching import ScriptCall
-from bot.queues.quarantine import PAGE_SIZE
+from bot.queues.bullmq import quarantine
+from bot.queues.bullmq.batching import ScriptCall
+from bot.queues.bullmq.quarantine import PAGE_SIZE
 from bot.queues.service import QueueService
 from bot.render_text import render_text
 from bot.text import plural
@@ -298,5 +298,7 @@ async def test_plain_text_is_matched_inside_redis_as_re2_would(
     counts = await node("counts", queues=["jobs", "jobs-dlq"])
     assert (counts["jobs"]["failed"], counts["jobs-dlq"]["failed"]) == (7, 12)
     assert not [k async for k in redis.scan_iter(match=f"{prefix}:jobs:qo-bulk:*")]
-    regex = await service.find_failed_matching("jobs", compile_user_pattern("pois[o]n"), limit=9)
+    regex = await service.bullmq.find_failed_matching(
+        "jobs", compile_user_pattern("pois[o]n"), limit=9
+    )
     assert regex == ([], 7)  # the regex path agrees: nothing left that matches

@@ -30,12 +30,12 @@ from test_instant_drain import until
 from bot.errors import QueueOpsError, Refused
 from bot.http_app import INSTANT, TICKER
 from bot.patterns import compile_user_pattern
+from bot.queues.bullmq.probe import Extra, TickOptions
+from bot.queues.bullmq.quarantine import BulkMoveStopped
+from bot.queues.bullmq.slots import group_by_slot
 from bot.queues.keys import COUNT_STATES
-from bot.queues.probe import Extra, TickOptions
-from bot.queues.quarantine import BulkMoveStopped
 from bot.queues.samples import sample_key_base
 from bot.queues.service import QueueService
-from bot.queues.slots import group_by_slot
 
 HERE = Path(__file__).resolve().parent
 NodeCall = Callable[..., Awaitable[Any]]

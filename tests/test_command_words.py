@@ -238,7 +238,7 @@ async def test_a_tie_too_large_to_sort_keeps_the_sets_order_and_the_preview_stil
     """Past TIED_MAX entries sharing one time, neither the replay script nor the preview
     reads the whole group (each call of a replay would pay it): both follow the sorted
     set's own order (time, then the id's bytes), so the preview still lists what moves."""
-    from bot.queues import dlq as dlq_module
+    from bot.queues.bullmq import dlq as dlq_module
 
     count = dlq_module.TIED_MAX + 20
     await node("fail", queue="a", count=count, reason="poison")

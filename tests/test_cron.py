@@ -273,7 +273,7 @@ async def test_a_due_delayed_job_is_promoted_so_the_drain_runs_it(
 ) -> None:
     """The endpoint looks for waiting work (getJobCounts), so a queue whose only work is a
     due delayed job would start no Worker: the cron moves such jobs to wait first, as a
-    Worker's moveToActive would (bot/queues/lua/promote_due.lua). A job not yet due stays."""
+    Worker's moveToActive would (bot/queues/bullmq/lua/promote_due.lua). A job not yet due stays."""
     bot = await cron_bot(make_bot, endpoint)
     await node(
         "add",

@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 from conftest import REDIS_URL, NodeCall
 
 from bot.patterns import UserPattern, compile_user_pattern
-from bot.queues import dlq, quarantine
+from bot.queues.bullmq import dlq, quarantine
+from bot.queues.bullmq.store import Checkpoint
 from bot.queues.service import QueueService
-from bot.queues.store import Checkpoint
 
 HERE = Path(__file__).resolve().parent
 POISON = compile_user_pattern("pois[o]n")  # a regex: pages read and matched by the client

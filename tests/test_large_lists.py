@@ -19,8 +19,8 @@ from conftest import REDIS_URL, NodeCall
 
 from bot.cli import run_words
 from bot.config import load_settings
-from bot.queues import control
-from bot.queues.quarantine import NS_PER_LIST_ENTRY
+from bot.queues.bullmq import control
+from bot.queues.bullmq.quarantine import NS_PER_LIST_ENTRY
 from bot.queues.service import QueueService
 from commands.quarantine import QuarantineRefusedReply
 

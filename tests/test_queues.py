@@ -149,7 +149,7 @@ async def test_find_failed_matching_previews_without_moving(
     service: QueueService, node: NodeCall
 ) -> None:
     await node("fail", queue="jobs", count=5, reason="timeout")
-    found, read = await service.find_failed_matching(
+    found, read = await service.bullmq.find_failed_matching(
         "jobs", compile_user_pattern(r"#[13]$"), limit=10
     )
     assert [job_id for job_id, _ in found] == ["2", "4"] and read == 5

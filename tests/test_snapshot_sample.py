@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 
+from bot.queues.bullmq.snapshot import FAILED_SAMPLE, WAITING_SAMPLE
 from bot.queues.service import QueueService
-from bot.queues.snapshot import FAILED_SAMPLE, WAITING_SAMPLE
 
 
 async def add(service: QueueService, queue: str, name: str, n: int, **opts: object) -> None:

@@ -1,6 +1,7 @@
-"""The BullMQ adapter: read and move jobs exactly as npm bullmq (v5) lays them out.
+"""The queues queueops works on, behind one interface (backend.py).
 
-`QueueService` (service.py) is the one entry point the commands use. The PyPI `bullmq`
-package does what it has (pause, resume, retry, add, Job.fromId); the Lua scripts in
-`lua/` do what it lacks, each saying why at its top.
+`QueueService` (service.py) is the one entry point the commands use; it routes each
+request to the backend owning the queue: `bullmq/` (BullMQ on Redis) or `postgres/` (a
+DB-backed job table). What is shared lives here: the records both return (models.py), how
+a queue is addressed (keys.py) and queueops' own depth samples (samples.py).
 """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -40,6 +42,16 @@ class QueueRecord(Record):
         return f"{self.prefix}:{self.name}"
 
 
+class FailureSample(Record):
+    """One recent failure, newest first: which job, what it was, and why it failed."""
+
+    job_id: str
+    name: str
+    attempts: int
+    reason: str
+    failed_at_ms: int | None
+
+
 class QueueSnapshot(QueueRecord):
     """One queue at a glance; `counts` has exactly npm bullmq getJobCounts()'s eight keys."""
 
@@ -51,6 +63,17 @@ class QueueSnapshot(QueueRecord):
     dlq_depth: int
     waiting_sample: int = Field(description="how many of the next-to-run jobs were sampled")
     failed_sample: int = Field(description="how many of the newest failed jobs were sampled")
+    kind: str = Field("bullmq", description='"bullmq", or "postgres" for a DB-backed queue')
+    oldest_waiting_id: str | None = Field(
+        None, description="the job that has waited longest (a DB queue's oldest pending row)"
+    )
+    recent_failures: list[FailureSample] = Field(
+        default_factory=list, description="the newest failures with their error (DB queue)"
+    )
+    other_statuses: dict[str, int] = Field(
+        default_factory=dict,
+        description="a DB queue's rows in statuses outside the vocabulary, by status",
+    )
 
 
 class QueueWork(QueueRecord):
@@ -158,3 +181,37 @@ class ReplayResult(Record):
     replayed: list[ReplayedJob]
     left: list[ReplayedJob]
     dropped_options: list[str]
+
+
+@dataclass(frozen=True)
+class MatchPreview:
+    """What a bulk quarantine would move: `count` matches (at most the limit), the first
+    few of them as (id, reason), and how many failed jobs were read to know (none when
+    they could be counted without reading: a match-all pattern)."""
+
+    count: int
+    read: int
+    sample: list[tuple[str, str]]
+    counted_without_reading: bool
+
+
+class JobDetail(QueueRecord):
+    """One job as it is now (`job show`): enough to judge it without opening psql or
+    redis-cli. Times are epoch milliseconds."""
+
+    kind: str = "bullmq"
+    job_id: str
+    state: str = Field(description="its state in BullMQ's words (waiting, active, failed...)")
+    status: str | None = Field(None, description="a DB row's own status word")
+    job_name: str = Field(description="the BullMQ job name, or a DB row's type")
+    data: object
+    opts: dict[str, object] = Field(default_factory=dict)
+    attempts: int
+    failed_reason: str | None = Field(None, description="the latest failure")
+    stacktrace: list[str] = Field(default_factory=list)
+    created_ms: int | None = None
+    run_after_ms: int | None = None
+    updated_ms: int | None = None
+    processed_ms: int | None = None
+    finished_ms: int | None = None
+    in_dlq: bool = Field(False, description="a DB row with a DLQ entry not yet replayed")

@@ -1,9 +1,11 @@
-"""QueueService: the one object commands use to read and move BullMQ jobs.
+"""QueueService: the one object commands use to read and move jobs, whatever the queue.
 
-It owns which queues exist (the catalogue: configured, or discovered) and what a person's
-word for a queue means (a short or a full name: `QueueRef`), and turns the adapter's
-results into errors a person can act on. Every method is async and safe to
-crash in the middle of (see the modules it delegates to).
+It holds one backend per kind of queue (bot/queues/backend.py): BullMQ on Redis always,
+and the DB-backed job table in PostgreSQL when QUEUE_JOBS_DATABASE_URL is set. Each
+request goes to the backend that owns the queue a person named; a request for every queue
+(a snapshot, the tick's probe) asks each backend and puts the answers together, BullMQ's
+queues first. Redis-only concerns (the catalogue's cost, queueops' own keys) stay with
+the BullMQ backend, reached as `.bullmq`.
 """
 
 from __future__ import annotations
@@ -12,24 +14,25 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
-from bot.errors import NotFound
 from bot.patterns import UserPattern
-from bot.queues import control, dlq, probe, quarantine, snapshot
-from bot.queues.catalog import QueueCatalog
+from bot.queues.backend import Checkpoint, QueueBackend, no_checkpoint
+from bot.queues.bullmq.backend import BullmqBackend
+from bot.queues.bullmq.catalog import QueueCatalog
+from bot.queues.bullmq.probe import TickOptions
+from bot.queues.bullmq.quarantine import LIST_SCAN_BOUND
+from bot.queues.bullmq.store import QueueStore
 from bot.queues.keys import QueueRef
 from bot.queues.models import (
     BulkQuarantineResult,
     DlqEntry,
     DlqListing,
+    JobDetail,
     JobMove,
+    MatchPreview,
     ProbeResult,
     QueueSnapshot,
     ReplayResult,
 )
-from bot.queues.probe import TickOptions
-from bot.queues.quarantine import MatchPreview
-from bot.queues.slots import is_cluster_client, require_one_slot
-from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
 
 
 class QueueService:
@@ -41,23 +44,54 @@ class QueueService:
         dlq_suffix: str = "-dlq",
         queues: Sequence[str] | None = None,
         rediscover_ms: int = 600_000,
+        postgres: QueueBackend | None = None,
     ) -> None:
-        self.store = QueueStore(redis, dlq_suffix=dlq_suffix)
-        self.catalog = QueueCatalog(
+        self.bullmq = BullmqBackend(
             redis,
             prefixes=prefixes,
-            entries=queues,
             dlq_suffix=dlq_suffix,
+            queues=queues,
             rediscover_ms=rediscover_ms,
         )
+        self.postgres = postgres
 
     @property
     def redis(self) -> Redis:
-        return self.store.redis
+        return self.bullmq.redis
+
+    @property
+    def store(self) -> QueueStore:
+        return self.bullmq.store
+
+    @property
+    def catalog(self) -> QueueCatalog:
+        return self.bullmq.catalog
+
+    def backend_for(self, word: str) -> QueueBackend:
+        """The backend owning the queue `word` names: the DB queue's name (or
+        `postgres:NAME`) is the Postgres backend's, every other word BullMQ's."""
+        if self.postgres is not None and self.postgres.owns(word):
+            return self.postgres
+        return self.bullmq
+
+    def _backends(self) -> list[QueueBackend]:
+        return [self.bullmq] if self.postgres is None else [self.bullmq, self.postgres]
+
+    def _split(self, names: Sequence[str]) -> list[tuple[QueueBackend, list[str]]]:
+        """`names` grouped by backend, each group keeping the order the person gave."""
+        groups: dict[int, tuple[QueueBackend, list[str]]] = {}
+        for word in names:
+            backend = self.backend_for(word)
+            groups.setdefault(id(backend), (backend, []))[1].append(word)
+        return list(groups.values())
 
     async def queues(self, *, refresh: bool = False) -> list[QueueRef]:
-        """The queues queueops works on (configured, or discovered: bot/queues/catalog.py)."""
-        return await self.catalog.queues(refresh=refresh)
+        """Every queue queueops works on: BullMQ's (configured, or discovered), then the
+        DB queue."""
+        found: list[QueueRef] = []
+        for backend in self._backends():
+            found += await backend.queues(refresh=refresh)
+        return found
 
     async def queue_names(self, *, refresh: bool = False) -> list[str]:
         """The same queues as replies show them."""
@@ -66,30 +100,31 @@ class QueueService:
     async def require_queue(self, word: str) -> QueueRef:
         """The queue `word` names (short or full name); NotFound naming the known ones, or
         Ambiguous naming the full names a short one could mean."""
-        return self._checked(await self.catalog.resolve(word))
-
-    def _checked(self, ref: QueueRef) -> QueueRef:
-        """On Redis Cluster, `ref` only when its keys share one slot (slots.require_one_slot)."""
-        return require_one_slot(ref) if is_cluster_client(self.store.redis) else ref
+        return await self.backend_for(word).require_queue(word)
 
     def ref(self, word: str) -> QueueRef:
-        """The queue a word names without asking Redis: a full name as it is, a short name
-        under the first prefix in scope (where queueops' own demo and tests put queues)."""
-        return QueueRef.parse(word) if ":" in word else QueueRef(self.catalog.scope[0], word)
+        """The BullMQ queue a word names without asking Redis (BullmqBackend.ref)."""
+        return self.bullmq.ref(word)
 
     def dlq_shown(self, word: str) -> str:
-        """The DLQ of the queue a person named, as they named it plus the suffix."""
-        return f"{word}{self.store.dlq_suffix}"
-
-    async def _resolve(self, names: Sequence[str] | None) -> list[QueueRef]:
-        if names:
-            return [await self.require_queue(n) for n in names]
-        return [self._checked(q) for q in await self.queues()]
+        """Where the quarantined jobs of the queue `word` names are, as replies show it."""
+        return self.backend_for(word).dlq_shown(word)
 
     async def snapshot(
         self, names: Sequence[str] | None = None, *, now_ms: int | None = None
     ) -> list[QueueSnapshot]:
-        return await snapshot.snapshot(self.store, await self._resolve(names), now_ms=now_ms)
+        if not names:
+            found: list[QueueSnapshot] = []
+            for backend in self._backends():
+                found += await backend.snapshot(None, now_ms=now_ms)
+            return found
+        by_name: dict[str, QueueSnapshot] = {}
+        order: list[QueueSnapshot] = []
+        for backend, words in self._split(names):
+            for word, snap in zip(words, await backend.snapshot(words, now_ms=now_ms), strict=True):
+                by_name[word] = snap
+        order = [by_name[word] for word in names]
+        return order
 
     async def probe(
         self,
@@ -98,9 +133,23 @@ class QueueService:
         now_ms: int | None = None,
         options: TickOptions | None = None,
     ) -> ProbeResult:
-        return await probe.probe(
-            self.store, await self._resolve(names), now_ms=now_ms, options=options
+        """BullMQ's probe (with the tick's extras: queueops' own keys, read in the same
+        call), and the DB queue's one query when there is one."""
+        bullmq_names = [n for n in names or () if self.backend_for(n) is self.bullmq]
+        wants_pg = self.postgres is not None and (
+            not names or any(self.postgres.owns(n) for n in names)
         )
+        if names and not bullmq_names:
+            result = ProbeResult(queues=[], at_ms=now_ms or 0)
+        else:
+            result = await self.bullmq.probe(bullmq_names or None, now_ms=now_ms, options=options)
+        if wants_pg and self.postgres is not None:
+            pg = await self.postgres.probe(None, now_ms=now_ms)
+            result = result.model_copy(update={"queues": [*result.queues, *pg.queues]})
+        return result
+
+    async def job(self, queue: str, job_id: str) -> JobDetail:
+        return await self.backend_for(queue).job(queue, job_id)
 
     async def quarantine(
         self,
@@ -110,33 +159,18 @@ class QueueService:
         reason: str,
         actor: str,
         deep: bool = False,
-        scan_bound: int = quarantine.LIST_SCAN_BOUND,
+        scan_bound: int = LIST_SCAN_BOUND,
     ) -> JobMove:
-        """Move one job to the DLQ. A waiting job is looked for within `scan_bound` entries
-        of each end of its list; deeper, it is refused with the cost unless `deep`."""
-        return await quarantine.quarantine_job(
-            self.store,
-            await self.require_queue(queue),
-            job_id,
-            reason=reason,
-            actor=actor,
-            deep=deep,
-            scan_bound=scan_bound,
-        )
-
-    async def find_failed_matching(
-        self, queue: str, pattern: UserPattern, *, limit: int
-    ) -> tuple[list[tuple[str, str]], int]:
-        return await quarantine.find_matching(
-            self.store, await self.require_queue(queue), pattern, limit=limit
+        """Move one job to the DLQ. A waiting BullMQ job is looked for within `scan_bound`
+        entries of each end of its list; deeper, it is refused with the cost unless `deep`."""
+        return await self.backend_for(queue).quarantine(
+            queue, job_id, reason=reason, actor=actor, deep=deep, scan_bound=scan_bound
         )
 
     async def preview_failed_matching(
         self, queue: str, pattern: UserPattern, *, limit: int
     ) -> MatchPreview:
-        return await quarantine.preview_matching(
-            self.store, await self.require_queue(queue), pattern, limit=limit
-        )
+        return await self.backend_for(queue).preview_failed_matching(queue, pattern, limit=limit)
 
     async def quarantine_matching(
         self,
@@ -149,9 +183,8 @@ class QueueService:
         batch_size: int | None = None,
         checkpoint: Checkpoint = no_checkpoint,
     ) -> BulkQuarantineResult:
-        return await quarantine.quarantine_matching(
-            self.store,
-            await self.require_queue(queue),
+        return await self.backend_for(queue).quarantine_matching(
+            queue,
             pattern,
             limit=limit,
             reason=reason,
@@ -163,15 +196,10 @@ class QueueService:
     async def dlq_list(
         self, queue: str, *, limit: int = 20, oldest_first: bool = False
     ) -> DlqListing:
-        return await dlq.dlq_list(
-            self.store, await self.require_queue(queue), limit=limit, oldest_first=oldest_first
-        )
+        return await self.backend_for(queue).dlq_list(queue, limit=limit, oldest_first=oldest_first)
 
     async def dlq_show(self, queue: str, job_id: str) -> DlqEntry:
-        entry = await dlq.dlq_show(self.store, await self.require_queue(queue), job_id)
-        if entry is None:
-            raise NotFound(f"job {job_id} is not in '{self.dlq_shown(queue)}'")
-        return entry
+        return await self.backend_for(queue).dlq_show(queue, job_id)
 
     async def dlq_replay(
         self,
@@ -180,24 +208,25 @@ class QueueService:
         count: int,
         batch_size: int | None = None,
         checkpoint: Checkpoint = no_checkpoint,
+        reset_attempts: bool = False,
     ) -> ReplayResult:
-        return await dlq.dlq_replay(
-            self.store,
-            await self.require_queue(queue),
+        return await self.backend_for(queue).dlq_replay(
+            queue,
             count=count,
             batch_size=batch_size,
             checkpoint=checkpoint,
+            reset_attempts=reset_attempts,
         )
 
     async def pause(self, queue: str) -> bool:
-        return await control.pause(self.store, await self.require_queue(queue))
+        return await self.backend_for(queue).pause(queue)
 
     async def resume(self, queue: str) -> bool:
-        return await control.resume(self.store, await self.require_queue(queue))
+        return await self.backend_for(queue).resume(queue)
 
     async def promote_due(self, queue: str) -> int:
         """Delayed jobs of `queue` whose time has come, moved to wait (before a drain)."""
-        return await control.promote_due(self.store, await self.require_queue(queue))
+        return await self.backend_for(queue).promote_due(queue)
 
     async def retry(self, queue: str, *, count: int | None) -> int:
-        return await control.retry_failed(self.store, await self.require_queue(queue), count=count)
+        return await self.backend_for(queue).retry(queue, count=count)

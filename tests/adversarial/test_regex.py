@@ -19,7 +19,7 @@ from slack_stub import SlackStub
 
 import bot.patterns
 from bot.patterns import PatternTooSlow, compile_user_pattern
-from bot.queues.quarantine import BulkMoveStopped
+from bot.queues.bullmq.quarantine import BulkMoveStopped
 from bot.queues.service import QueueService
 
 EVIL = "(a+)+$"
@@ -128,6 +128,6 @@ async def test_over_the_time_bound_is_pattern_too_slow_and_nothing_moves(
     assert str(stopped.value.cause).startswith("pattern too slow: /a+/ took over")
     assert not stopped.value.partial.moved
     with pytest.raises(PatternTooSlow, match=r"^pattern too slow"):
-        await service.find_failed_matching("jobs", compile_user_pattern("a+"), limit=10)
+        await service.bullmq.find_failed_matching("jobs", compile_user_pattern("a+"), limit=10)
     counts = await node("counts", queues=["jobs", "jobs-dlq"])
     assert (counts["jobs"]["failed"], counts["jobs-dlq"]["failed"]) == (3, 0)

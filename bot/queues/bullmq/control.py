@@ -20,8 +20,8 @@ from __future__ import annotations
 import time
 
 from bot.errors import Refused
+from bot.queues.bullmq.store import QueueStore
 from bot.queues.keys import QueueRef
-from bot.queues.store import QueueStore
 
 RETRY_BATCH = 100
 MERGE_CHUNK = 2000

@@ -38,8 +38,8 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from bot.errors import Ambiguous, NotFound, UsageError
+from bot.queues.bullmq.slots import is_cluster_client
 from bot.queues.keys import DEFAULT_PREFIX, QueueRef
-from bot.queues.slots import is_cluster_client
 
 SCAN_COUNT = 1000
 CHECK_BATCH = 200

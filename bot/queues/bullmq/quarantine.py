@@ -36,10 +36,10 @@ from redis.exceptions import RedisError
 
 from bot.errors import OperationFailed
 from bot.patterns import MATCH_CHARS, PatternTooSlow, UserPattern
-from bot.queues.batching import CallSizer, ScriptCall, run_round
+from bot.queues.bullmq.batching import CallSizer, ScriptCall, run_round
+from bot.queues.bullmq.store import Checkpoint, QueueStore, no_checkpoint
 from bot.queues.keys import QueueRef
-from bot.queues.models import BulkQuarantineResult, JobMove
-from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
+from bot.queues.models import BulkQuarantineResult, JobMove, MatchPreview
 from bot.text import plural
 
 MOVABLE_STATES = ("waiting", "paused", "delayed", "prioritized", "failed")
@@ -302,17 +302,6 @@ def matches_everything(pattern: UserPattern) -> bool:
     then nothing needs reading to know a job matches. Only these exact spellings: proving
     that some other regex matches every text is more than a bulk move should guess at."""
     return pattern.source in MATCH_ALL
-
-
-@dataclass(frozen=True)
-class MatchPreview:
-    """What a bulk quarantine would move: `count` matches (at most the limit), the first
-    few of them, and how many failed jobs were read to know (none for a match-all)."""
-
-    count: int
-    read: int
-    sample: list[tuple[str, str]]
-    counted_without_reading: bool
 
 
 async def preview_matching(

@@ -15,10 +15,10 @@ from typing import Any, cast
 
 from redis.exceptions import NoScriptError
 
+from bot.queues.bullmq.slots import group_for_calls, is_cluster_client, slot_of
+from bot.queues.bullmq.store import QueueStore
 from bot.queues.keys import COUNT_STATES, QueueRef
 from bot.queues.models import ProbeResult, QueueWork
-from bot.queues.slots import group_for_calls, is_cluster_client, slot_of
-from bot.queues.store import QueueStore
 
 ACTIVE_SAMPLE = 100
 
@@ -152,7 +152,7 @@ async def probe(
     now_ms: int | None = None,
     options: TickOptions | None = None,
 ) -> ProbeResult:
-    """One EVALSHA for up to 40 queues (see lua/probe.lua; bot/queues/slots.py says why no
+    """One EVALSHA for up to 40 queues (see lua/probe.lua; bot/queues/bullmq/slots.py says why no
     more); on Redis Cluster one per slot that holds queues (`_probe_calls`)."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     opts = options or TickOptions()

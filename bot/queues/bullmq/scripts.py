@@ -15,7 +15,7 @@ from redis.commands.core import AsyncScript
 
 
 def _load(name: str) -> str:
-    return resources.files("bot.queues").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return resources.files("bot.queues.bullmq").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.errors import Refused
-from bot.queues.batching import CallSizer, ScriptCall, run_round
-from bot.queues.control import is_paused
+from bot.queues.bullmq.batching import CallSizer, ScriptCall, run_round
+from bot.queues.bullmq.control import is_paused
+from bot.queues.bullmq.store import Checkpoint, QueueStore, no_checkpoint
 from bot.queues.keys import QueueRef
 from bot.queues.models import DlqEntry, DlqListing, ReplayedJob, ReplayResult
-from bot.queues.store import Checkpoint, QueueStore, no_checkpoint
 
 # Options a replay does not put back, and why: the job runs now (delay, timestamp), under
 # its original id, outside any schedule or flow (repeat*, parent*), and must not be

@@ -4,22 +4,16 @@ the DLQ naming, and PyPI bullmq Queue objects bound to the same client. Queues a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 
+from bot.queues.backend import Checkpoint, no_checkpoint
+from bot.queues.bullmq.scripts import Scripts
 from bot.queues.keys import QueueRef
-from bot.queues.scripts import Scripts
 
-Checkpoint = Callable[[str], Awaitable[None]]
-"""Called after each step of a multi-step operation with the step's name. Production passes
-none; the fault-injection tests raise from it to stop an operation between two steps."""
-
-
-async def no_checkpoint(step: str) -> None:
-    """The default checkpoint: carry on."""
+__all__ = ["Checkpoint", "QueueStore", "no_checkpoint"]
 
 
 @dataclass

@@ -7,10 +7,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from bot.queues.bullmq.slots import is_cluster_client, per_slot
+from bot.queues.bullmq.store import QueueStore
 from bot.queues.keys import COUNT_STATES, QueueRef
 from bot.queues.models import QueueSnapshot, Tally
-from bot.queues.slots import is_cluster_client, per_slot
-from bot.queues.store import QueueStore
 
 # A page, as a dashboard shows one: the views show the top 5 names and reasons of these, and
 # reading more would cost Redis time no view shows (issue 9: no heavier than a dashboard).
@@ -37,7 +37,7 @@ async def snapshot(
     failed_sample: int = FAILED_SAMPLE,
 ) -> list[QueueSnapshot]:
     """One Redis command for up to 40 queues, whatever their backlog (see lua/snapshot.lua);
-    on Redis Cluster one per slot that holds queues (bot/queues/slots.py), sent together."""
+    on Redis Cluster one per slot that holds queues (bot/queues/bullmq/slots.py), sent together."""
     if not queues:
         return []
 
