@@ -33,6 +33,7 @@ COMMAND_LINES: tuple[tuple[str, str], ...] = (
     ("dlq list", "what is quarantined in a queue's DLQ, why, by whom, when"),
     ("dlq show", "one quarantined job: payload, reason, history"),
     ("dlq replay", "put the oldest N quarantined jobs back in their queue (a canary)"),
+    ("job show", "one job as it is now: state, data, attempts, the latest failure"),
     ("pause", "pause a queue: workers take no new jobs"),
     ("resume", "resume a paused queue"),
     ("retry", "move failed jobs back to waiting, oldest first"),
@@ -44,6 +45,7 @@ COMMAND_LINES: tuple[tuple[str, str], ...] = (
     ("cron every", "change the drain cron's cadence"),
     ("budget", "Redis commands a month when idle, per worker mode, and per snapshot"),
     ("mode", "show or switch the worker mode (always-on or cron), after a preview"),
+    ("db init-dlq", "create the DB queue's DLQ table (QUEUE_JOBS_DLQ_TABLE) if missing"),
     ("rotate-token", "rotate the drain endpoint's token with no moment of rejection"),
     ("help", "every command with its usage, role and an example"),
 )
@@ -51,7 +53,8 @@ USAGE = """usage: queueops COMMAND [ARGUMENTS] [--json] [--yes] [--env NAME]
        queueops COMMAND --help
        queueops shell [--demo] | queueops serve | queueops --version
 
-Every /queue command of the Slack bot, from a terminal, against the Redis at REDIS_URL.
+Every /queue command of the Slack bot, from a terminal, against the Redis at REDIS_URL
+(and the DB-backed job table at QUEUE_JOBS_DATABASE_URL, when set).
 --json prints one JSON document instead of text; --yes applies what would otherwise ask
 first (a worker mode switch). The terminal has the admin role. With several Redis
 deployments (QUEUEOPS_REDIS_URLS), --env NAME picks one (before or after the command); a

@@ -95,6 +95,77 @@ def validate_queue_entry(entry: str) -> str:
     return entry
 
 
+_SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+JOB_COLUMNS = (
+    "id",
+    "type",
+    "status",
+    "payload",
+    "run_after",
+    "created_at",
+    "updated_at",
+    "attempts",
+    "last_error",
+)
+STATUS_STATES = ("waiting", "active", "failed", "completed", "quarantined")
+
+
+def validate_table_name(name: str) -> str:
+    """`table` or `schema.table`, each part a plain SQL identifier (queueops quotes them,
+    but a name that needs quoting is more likely a typo than a table)."""
+    parts = name.split(".")
+    if len(parts) > 2 or not all(_SQL_IDENTIFIER.fullmatch(p) for p in parts):
+        raise ValueError(f"{name!r} is not a table name (letters, digits, _; schema.table)")
+    return name
+
+
+def parse_column_names(text: str) -> dict[str, str]:
+    """`type=kind,run_after=scheduled_at` -> {"type": "kind", ...}; unknown or bad names
+    are a ValueError naming them."""
+    columns: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        ours, sep, theirs = (s.strip() for s in part.partition("="))
+        if not sep or ours not in JOB_COLUMNS:
+            raise ValueError(f"{part!r}: give ours=theirs, ours one of {', '.join(JOB_COLUMNS)}")
+        if not _SQL_IDENTIFIER.fullmatch(theirs):
+            raise ValueError(f"{theirs!r} is not a column name (letters, digits, _)")
+        columns[ours] = theirs
+    return columns
+
+
+def parse_status_words(text: str) -> dict[str, tuple[str, ...]]:
+    """`waiting=queued,active=running|locked` -> {"waiting": ("queued",), ...}."""
+    states: dict[str, tuple[str, ...]] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        state, sep, words = (s.strip() for s in part.partition("="))
+        if not sep or state not in STATUS_STATES:
+            raise ValueError(
+                f"{part!r}: give state=word|word, state one of {', '.join(STATUS_STATES)}"
+            )
+        listed = tuple(w.strip() for w in words.split("|") if w.strip())
+        if not listed or any(len(w) > 100 for w in listed):
+            raise ValueError(f"{part!r}: give at least one status word (at most 100 characters)")
+        states[state] = listed
+    return states
+
+
+def check_postgres_url(value: str) -> None:
+    """A libpq URL: scheme postgresql:// or postgres://, a host or a socket directory."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(
+            f"{url_fit_to_show(value)!r} is not a PostgreSQL URL (postgresql://host/dbname)"
+        )
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ValueError(f"{url_fit_to_show(value)!r} has a port that is not a number") from None
+
+
 def check_http_url(value: str) -> str:
     """An http(s) URL with a host (DRAIN_URL, SLACK_API_URL), shown without credentials."""
     parts = urlsplit(value)
@@ -280,6 +351,121 @@ class Settings(BaseSettings):
         "this suffix; quarantined jobs wait there in the `failed` state.",
         examples=["-dead"],
         json_schema_extra={"section": "Redis and queues", "format": "text, no `:`"},
+    )
+    queue_jobs_database_url: str | None = Field(
+        None,
+        validation_alias="QUEUE_JOBS_DATABASE_URL",
+        description="The PostgreSQL database holding a DB-backed job table (a runbook's "
+        "`queue_jobs`): it then appears beside the BullMQ queues under the table's name, "
+        "with the same commands (snapshot, quarantine, dlq, retry, job show) and in the "
+        "tick, the watcher and the drain cron's probe. Unset: no DB queue. Never shown with "
+        "its password. It belongs to the default environment (QUEUEOPS_REDIS_URLS).",
+        examples=["postgresql://queueops:s3cret@db.example.com:5432/app?sslmode=require"],
+        json_schema_extra={
+            "section": "PostgreSQL job table",
+            "format": "`postgresql://[user[:password]@]host[:port]/dbname[?param=value]`, "
+            "libpq's URL form (`postgres://` too)",
+        },
+    )
+    queue_jobs_table: str = Field(
+        "queue_jobs",
+        validation_alias="QUEUE_JOBS_TABLE",
+        description="The job table, `schema.table` or `table`. Its name is the queue's name "
+        "in commands and replies (`snapshot queue_jobs`, or `postgres:queue_jobs`).",
+        examples=["jobs.queue_jobs"],
+        json_schema_extra={
+            "section": "PostgreSQL job table",
+            "format": "an SQL identifier (letters, digits, `_`, starting with a letter or "
+            "`_`), optionally schema-qualified",
+        },
+    )
+    queue_jobs_dlq_table: str = Field(
+        "queue_jobs_dlq",
+        validation_alias="QUEUE_JOBS_DLQ_TABLE",
+        description="The dead-letter table a quarantine copies a row to (id, "
+        "original_job_id, type, payload, reason, created_at; a nullable `replayed_at` "
+        "is used when present). Never created silently: `queueops db init-dlq` creates it.",
+        examples=["jobs.queue_jobs_dlq"],
+        json_schema_extra={
+            "section": "PostgreSQL job table",
+            "format": "as QUEUE_JOBS_TABLE",
+        },
+    )
+    queue_jobs_columns: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias="QUEUE_JOBS_COLUMNS",
+        description="Column names of the job table where they differ from the defaults "
+        "(id, type, status, payload, run_after, created_at, updated_at, attempts, "
+        "last_error).",
+        examples=["type=kind,run_after=scheduled_at,last_error=error"],
+        json_schema_extra={
+            "section": "PostgreSQL job table",
+            "format": "`ours=theirs` pairs separated by commas; each name an SQL identifier",
+        },
+    )
+    queue_jobs_statuses: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias="QUEUE_JOBS_STATUSES",
+        description="What the table's status words mean, where they differ from the "
+        "defaults: `waiting=pending` (delayed while run_after is in the future), "
+        "`active=running|processing|claimed`, `failed=failed`, "
+        "`completed=done|completed|succeeded`, `quarantined=quarantined` (counted in the "
+        "DLQ depth). Any other status is shown as itself. A quarantine sets the first "
+        "failed word, a retry and a replay the first waiting word.",
+        examples=["waiting=queued,active=running|locked,completed=ok"],
+        json_schema_extra={
+            "section": "PostgreSQL job table",
+            "format": "`state=word|word` pairs separated by commas; states waiting, active, "
+            "failed, completed, quarantined",
+        },
+    )
+    queue_jobs_statement_timeout_ms: Annotated[int, NoDecode] = Field(
+        5_000,
+        validation_alias=AliasChoices(
+            "QUEUE_JOBS_STATEMENT_TIMEOUT", "queue_jobs_statement_timeout_ms"
+        ),
+        description="The longest any one statement may run (PostgreSQL's statement_timeout, "
+        "and lock_timeout at the same value), so a locked table can never hang a slash "
+        "command or the tick.",
+        examples=["2s"],
+        json_schema_extra={
+            "section": "PostgreSQL job table",
+            "format": "a duration from 100ms to 1m",
+        },
+    )
+    queue_jobs_pause_sql: str | None = Field(
+        None,
+        validation_alias="QUEUE_JOBS_PAUSE_SQL",
+        description="What `pause queue_jobs` runs, in one transaction (a runbook may pause "
+        "producers with a feature-flag row). Unset: `pause` is refused, a bare table has "
+        "no pause.",
+        examples=[
+            "UPDATE feature_flags SET data = jsonb_set(data, '{ingest_paused}', 'true') "
+            "WHERE name = 'ingest_control'"
+        ],
+        json_schema_extra={"section": "PostgreSQL job table", "format": "one SQL statement"},
+    )
+    queue_jobs_resume_sql: str | None = Field(
+        None,
+        validation_alias="QUEUE_JOBS_RESUME_SQL",
+        description="What `resume queue_jobs` runs (see QUEUE_JOBS_PAUSE_SQL).",
+        examples=[
+            "UPDATE feature_flags SET data = jsonb_set(data, '{ingest_paused}', 'false') "
+            "WHERE name = 'ingest_control'"
+        ],
+        json_schema_extra={"section": "PostgreSQL job table", "format": "one SQL statement"},
+    )
+    queue_jobs_paused_sql: str | None = Field(
+        None,
+        validation_alias="QUEUE_JOBS_PAUSED_SQL",
+        description="A query answering one boolean, whether the DB queue is paused now; "
+        "read inside the snapshot's and the probe's one statement. Unset: shown as not "
+        "paused.",
+        examples=[
+            "SELECT (data->>'ingest_paused')::boolean FROM feature_flags "
+            "WHERE name = 'ingest_control'"
+        ],
+        json_schema_extra={"section": "PostgreSQL job table", "format": "one SELECT"},
     )
     drain_url: str | None = Field(
         None,
@@ -694,6 +880,46 @@ class Settings(BaseSettings):
             raise ValueError(f"'{value}' is not a queue-name suffix (non-empty, no ':')")
         return value
 
+    @field_validator("queue_jobs_database_url")
+    @classmethod
+    def _pg_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_postgres_url(value)
+        return value
+
+    @field_validator("queue_jobs_table", "queue_jobs_dlq_table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        return validate_table_name(value)
+
+    @field_validator("queue_jobs_columns", mode="before")
+    @classmethod
+    def _columns(cls, value: object) -> dict[str, str]:
+        if isinstance(value, dict):
+            return value
+        return parse_column_names("" if value is None else str(value))
+
+    @field_validator("queue_jobs_statuses", mode="before")
+    @classmethod
+    def _statuses(cls, value: object) -> dict[str, tuple[str, ...]]:
+        if isinstance(value, dict):
+            return value
+        return parse_status_words("" if value is None else str(value))
+
+    @field_validator("queue_jobs_statement_timeout_ms")
+    @classmethod
+    def _statement_timeout(cls, value: int) -> int:
+        if not 100 <= value <= 60_000:
+            raise ValueError(f"{format_duration_ms(value)} is outside 100ms to 1m")
+        return value
+
+    @field_validator("queue_jobs_pause_sql", "queue_jobs_resume_sql", "queue_jobs_paused_sql")
+    @classmethod
+    def _sql(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is set but blank; unset it, or give the statement")
+        return None if value is None else value.strip().rstrip(";").strip()
+
     @field_validator("drain_url", "slack_api_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -721,6 +947,7 @@ class Settings(BaseSettings):
         "drain_wake_max_ms",
         "drain_wake_debounce_ms",
         "discover_every_ms",
+        "queue_jobs_statement_timeout_ms",
         mode="before",
     )
     @classmethod
@@ -800,6 +1027,8 @@ class Settings(BaseSettings):
         else:
             urls = self.redis_urls or {}
             update: dict[str, object] = {"redis_url": urls[name]}
+            if name != self.default_env:
+                update["queue_jobs_database_url"] = None  # the DB queue is the default's
             if name in self.env_drain_urls or name != self.default_env:
                 # Its own app; the default environment's tokens are not sent to it. (The
                 # default environment, named here when REDIS_URL is unset, keeps DRAIN_URL
@@ -836,6 +1065,12 @@ class Settings(BaseSettings):
         if self._redis_origin is not None:
             return self._redis_origin
         return "REDIS_URL" if "redis_url" in self.model_fields_set else "REDIS_URL is not set"
+
+    def queue_jobs_location(self) -> str:
+        """host:port/dbname of QUEUE_JOBS_DATABASE_URL for messages; never the password."""
+        parts = urlsplit(self.queue_jobs_database_url or "")
+        host = parts.hostname or "localhost"
+        return f"{host}:{parts.port or 5432}{parts.path or '/'}"
 
     def redis_location(self) -> str:
         """host:port (or the socket path) for error messages; never the password."""

@@ -25,6 +25,7 @@ from bot.durations import format_duration_ms
 
 SECTIONS = (
     "Redis and queues",
+    "PostgreSQL job table",
     "Slack",
     "Roles, rate limit and audit",
     "Alerts and incidents",

@@ -19,6 +19,7 @@ from bot.audit import AuditEntry, AuditLog, redact_text, redact_words
 from bot.config import Settings
 from bot.drain import DrainClient
 from bot.errors import Refused
+from bot.queues.postgres.backend import PostgresBackend
 from bot.queues.service import QueueService
 from bot.ratelimit import RateLimiter
 from bot.roles import Role
@@ -204,6 +205,7 @@ def make_dispatcher(
         dlq_suffix=settings.dlq_suffix,
         queues=settings.queues,
         rediscover_ms=settings.discover_every_ms,
+        postgres=PostgresBackend.from_settings(settings),
     )
     limiter = (
         RateLimiter(redis, settings.state_prefix, per_minute=settings.operator_rate_per_minute)

@@ -199,4 +199,5 @@ class Environments:
     async def aclose(self) -> None:
         envs, self._envs = list(self._envs.values()), {}
         for env in envs:
+            await env.dispatcher.service.aclose()
             await env.redis.aclose()

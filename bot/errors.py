@@ -40,5 +40,9 @@ class RedisUnavailable(OperationFailed):
     """Redis did not answer; the message names host:port."""
 
 
+class DatabaseUnavailable(OperationFailed):
+    """PostgreSQL (the DB-backed queue) did not answer; the message names host:port/db."""
+
+
 class Ambiguous(UsageError):
     """A short queue name that exists under two prefixes: the message lists the full names."""

@@ -19,7 +19,7 @@ from commands.view import Block, Code, Fields, Heading, Mark, Note, Row, Table
 
 LIST_USAGE = "dlq list QUEUE [--limit 20]"
 SHOW_USAGE = "dlq show QUEUE JOB_ID"
-REPLAY_USAGE = "dlq replay QUEUE [--count 10]"
+REPLAY_USAGE = "dlq replay QUEUE [--count 10] [--reset-attempts]"
 
 
 def when(ms: int | None) -> str:
@@ -41,6 +41,7 @@ class DlqShowRequest(Request):
 class DlqReplayRequest(Request):
     queue: QueueName
     count: int = Field(10, ge=1, le=10_000)
+    reset_attempts: bool = False
 
 
 class DlqListReply(Reply):
@@ -168,6 +169,12 @@ def replay_parser() -> WordParser:
         metavar="N",
         help="how many of the oldest quarantined jobs (default 10)",
     )
+    parser.add_argument(
+        "--reset-attempts",
+        action="store_true",
+        default=None,
+        help="a DB queue's row starts again from 0 attempts (a BullMQ job always does)",
+    )
     return parser
 
 
@@ -192,7 +199,10 @@ async def run_show(req: DlqShowRequest, ctx: CommandContext) -> DlqShowReply:
 
 
 async def run_replay(req: DlqReplayRequest, ctx: CommandContext) -> DlqReplayReply:
-    return DlqReplayReply(result=await ctx.queues.dlq_replay(req.queue, count=req.count))
+    result = await ctx.queues.dlq_replay(
+        req.queue, count=req.count, reset_attempts=req.reset_attempts
+    )
+    return DlqReplayReply(result=result)
 
 
 PREVIEW_ROWS = 15

@@ -112,6 +112,7 @@ FAMILIES: dict[str, str] = {
     "snapshot": "commands.snapshot",
     "quarantine": "commands.quarantine",
     "dlq": "commands.dlq",
+    "job": "commands.job",
     "pause": "commands.control",
     "resume": "commands.control",
     "retry": "commands.control",
@@ -119,6 +120,7 @@ FAMILIES: dict[str, str] = {
     "cron": "commands.cron",
     "budget": "commands.budget",
     "mode": "commands.mode",
+    "db": "commands.db",
     "rotate-token": "commands.rotate",
     "help": "commands.help",
 }

@@ -110,6 +110,17 @@ class SnapshotReply(Reply):
         ]
         for q in self.queues:
             items = []
+            if q.kind != "bullmq":
+                items.append(("kind", f"{q.kind} table, DLQ table counted in dlq"))
+            if q.oldest_waiting_id is not None:
+                items.append(("oldest waiting job", q.oldest_waiting_id))
+            if q.other_statuses:
+                items.append(
+                    (
+                        "other statuses",
+                        ", ".join(f"{k} x{n}" for k, n in sorted(q.other_statuses.items())),
+                    )
+                )
             if q.top_waiting_names:
                 items.append(
                     ("next to run", ", ".join(f"{t.key} x{t.count}" for t in q.top_waiting_names))
@@ -123,6 +134,19 @@ class SnapshotReply(Reply):
                 )
             if items:
                 blocks += [Heading(text=q.shown), Fields(items=items)]
+            if q.recent_failures:
+                blocks.append(
+                    Table(
+                        columns=["newest failures", "type", "attempts", "error"],
+                        rows=[
+                            Row(
+                                mark=Mark.WARN,
+                                cells=[f.job_id, f.name, str(f.attempts), f.reason[:120]],
+                            )
+                            for f in q.recent_failures[:5]
+                        ],
+                    )
+                )
         if self.series is not None:
             blocks.append(Chart(title="Queue depth (waiting), last hour", series=self.series))
         return blocks

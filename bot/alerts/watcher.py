@@ -74,7 +74,8 @@ def breaches(
                     "dlq",
                     q,
                     "DLQGrowth",
-                    f"{q}-dlq grew from {before.dlq_depth} to {now.dlq_depth}",
+                    f"{now.dlq_shown or q + '-dlq'} grew from {before.dlq_depth} to "
+                    f"{now.dlq_depth}",
                 )
             )
         failed = max(0, now.failed - before.failed)

@@ -48,6 +48,9 @@ class QueueBackend(Protocol):
     def owns(self, word: str) -> bool:
         """`word` names one of this backend's queues, without asking the server."""
 
+    async def close(self) -> None:
+        """Release what the backend opened itself (a pool); the caller's clients stay."""
+
     async def queues(self, *, refresh: bool = False) -> list[QueueRef]: ...
 
     async def require_queue(self, word: str) -> QueueRef: ...

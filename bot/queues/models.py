@@ -90,6 +90,9 @@ class QueueWork(QueueRecord):
     counts: dict[str, int] = Field(
         default_factory=dict, description="jobs by state, as QueueSnapshot.counts has them"
     )
+    dlq_shown: str | None = Field(
+        None, exclude=True, description="where its DLQ is, when not `<queue><suffix>`"
+    )
 
     @property
     def runnable(self) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from bot.errors import Refused
 from bot.patterns import UserPattern
 from bot.queues.backend import Checkpoint, QueueBackend, no_checkpoint
 from bot.queues.bullmq.backend import BullmqBackend
@@ -33,6 +34,8 @@ from bot.queues.models import (
     QueueSnapshot,
     ReplayResult,
 )
+from bot.queues.postgres.backend import PostgresBackend
+from bot.queues.postgres.schema import DlqSetup
 
 
 class QueueService:
@@ -44,7 +47,7 @@ class QueueService:
         dlq_suffix: str = "-dlq",
         queues: Sequence[str] | None = None,
         rediscover_ms: int = 600_000,
-        postgres: QueueBackend | None = None,
+        postgres: PostgresBackend | None = None,
     ) -> None:
         self.bullmq = BullmqBackend(
             redis,
@@ -54,6 +57,12 @@ class QueueService:
             rediscover_ms=rediscover_ms,
         )
         self.postgres = postgres
+
+    async def aclose(self) -> None:
+        """Close what this service opened itself (the DB queue's pool; Redis is the
+        caller's)."""
+        if self.postgres is not None:
+            await self.postgres.close()
 
     @property
     def redis(self) -> Redis:
@@ -84,6 +93,12 @@ class QueueService:
             backend = self.backend_for(word)
             groups.setdefault(id(backend), (backend, []))[1].append(word)
         return list(groups.values())
+
+    async def init_dlq(self) -> DlqSetup:
+        """Create the DB queue's DLQ table (`queueops db init-dlq`); refused without one."""
+        if self.postgres is None:
+            raise Refused("there is no DB queue: set QUEUE_JOBS_DATABASE_URL")
+        return await self.postgres.init_dlq()
 
     async def queues(self, *, refresh: bool = False) -> list[QueueRef]:
         """Every queue queueops works on: BullMQ's (configured, or discovered), then the

@@ -76,6 +76,9 @@ class BullmqBackend:
         """On Redis Cluster, `ref` only when its keys share one slot (slots.require_one_slot)."""
         return require_one_slot(ref) if is_cluster_client(self.store.redis) else ref
 
+    async def close(self) -> None:
+        """Nothing: the Redis client is the caller's."""
+
     def owns(self, word: str) -> bool:
         """Every word the Postgres backend does not own names a BullMQ queue (or none)."""
         return True
