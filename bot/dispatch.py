@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
@@ -19,7 +20,6 @@ from bot.audit import AuditEntry, AuditLog, redact_text, redact_words
 from bot.config import Settings
 from bot.drain import DrainClient
 from bot.errors import Refused
-from bot.queues.postgres.backend import PostgresBackend
 from bot.queues.service import QueueService
 from bot.ratelimit import RateLimiter
 from bot.roles import Role
@@ -27,6 +27,9 @@ from commands.context import CommandContext
 from commands.registry import Command, resolve
 from commands.runner import Outcome, execute
 from scheduler.state import CronState, Mode
+
+if TYPE_CHECKING:
+    from bot.queues.postgres.backend import PostgresBackend
 
 
 @dataclass
@@ -193,6 +196,16 @@ def drain_client(settings: Settings, redis: Redis) -> DrainClient | None:
     )
 
 
+def postgres_backend(settings: Settings) -> PostgresBackend | None:
+    """The DB queue QUEUE_JOBS_DATABASE_URL names; psycopg is imported only then (a run
+    without one, the CLI's one-shot above all, does not pay for it)."""
+    if settings.queue_jobs_database_url is None:
+        return None
+    from bot.queues.postgres.backend import PostgresBackend
+
+    return PostgresBackend.from_settings(settings)
+
+
 def make_dispatcher(
     redis: Redis, settings: Settings, *, rate_limited: bool, metrics: bool = True
 ) -> Dispatcher:
@@ -205,7 +218,7 @@ def make_dispatcher(
         dlq_suffix=settings.dlq_suffix,
         queues=settings.queues,
         rediscover_ms=settings.discover_every_ms,
-        postgres=PostgresBackend.from_settings(settings),
+        postgres=postgres_backend(settings),
     )
     limiter = (
         RateLimiter(redis, settings.state_prefix, per_minute=settings.operator_rate_per_minute)

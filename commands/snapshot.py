@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import SerializeAsAny
+from pydantic import Field, SerializeAsAny
 
 from bot.durations import humanize_age_ms
 from bot.errors import NotFound
@@ -51,16 +51,30 @@ def queue_mark(q: QueueSnapshot) -> Mark:
 class SnapshotReply(Reply):
     queues: list[QueueSnapshot]
     series: dict[str, list[tuple[int, int]]] | None = None
+    unreachable: dict[str, str] = Field(default_factory=dict)
+    """Queues that could not be read (the DB queue's database down), with the error."""
 
     def data(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "queues": [
                 {**q.model_dump(mode="json", by_alias=True), "status": queue_mark(q).value}
                 for q in self.queues
             ]
         }
+        if self.unreachable:
+            found["unreachable"] = self.unreachable
+        return found
 
     def view(self) -> list[Block]:
+        problems: list[Block] = [
+            Note(mark=Mark.ERROR, text=f"'{name}' not read: {why}")
+            for name, why in self.unreachable.items()
+        ]
+        if problems and not self.queues:
+            return problems
+        return [*self.snapshot_view(), *problems]
+
+    def snapshot_view(self) -> list[Block]:
         if not self.queues:
             return [Note(mark=Mark.INFO, text="no queues found (set QUEUEOPS_QUEUES?)")]
         blocks: list[Block] = [
@@ -193,13 +207,14 @@ def parse(words: Sequence[str]) -> SnapshotRequest:
 
 
 async def run(req: SnapshotRequest, ctx: CommandContext) -> SnapshotReply:
-    snaps = await ctx.queues.snapshot(req.queues or None)
+    unreachable: dict[str, str] = {}
+    snaps = await ctx.queues.snapshot(req.queues or None, unreachable=unreachable)
     series = None
     if req.chart:
         # The samples the scheduler's tick keeps (queueops serve); none without it.
         samples = DepthSamples(ctx.queues.redis, sample_key_base(ctx.settings.state_prefix))
         series = {q.shown: await samples.series(q.full) for q in snaps}
-    return SnapshotReply(queues=snaps, series=series)
+    return SnapshotReply(queues=snaps, series=series, unreachable=unreachable, ok=not unreachable)
 
 
 register(

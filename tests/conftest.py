@@ -18,6 +18,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from drain_helpers import endpoint  # noqa: F401  (the drain endpoint fixture)
 from node_bullmq import node_available, node_bullmq, node_unavailable_reason
+from pg_fixtures import pg_admin_url, pg_conn, pg_url  # noqa: F401  (the Postgres fixtures)
 from redis.asyncio.cluster import RedisCluster
 from redis_cluster_for_tests import ClusterStartError, RedisClusterForTests, start_cluster
 from redis_for_tests import REDIS_URL, delete_prefix

@@ -15,8 +15,10 @@ from conftest import REDIS_URL, NodeCall
 from bot.config import load_settings
 from bot.dispatch import make_dispatcher
 from bot.drain import DrainResponse, QueueDrain
+from bot.queues.postgres.schema import DlqSetup
 from bot.roles import Role
 from commands.cron import CronHistoryReply
+from commands.db import InitDlqReply
 from commands.drain import DrainReply
 from commands.registry import all_commands
 from commands.reply import Reply
@@ -78,6 +80,8 @@ async def test_every_commands_json_is_camel_case(
         "snapshot a --chart",
         "dlq list a",
         "dlq show a 2",
+        "job show a 1",
+        "job show a 999",
         "retry a --count 1",
         "pause a",
         "resume a",
@@ -111,6 +115,17 @@ async def test_every_commands_json_is_camel_case(
             ),
         )
     ]
+    assert not (await run("db init-dlq")).ok  # no DB queue configured: one line
+    seen["db init-dlq"].append(
+        InitDlqReply(
+            setup=DlqSetup(
+                table="queue_jobs_dlq",
+                created=True,
+                replayed_at=True,
+                missing_indexes=["CREATE INDEX CONCURRENTLY ..."],
+            )
+        )
+    )
     seen["rotate-token"] = [
         RotatePreview(backend="dotenv", wait="10m"),
         RotateReply(rotated=True, waited_ms=1500, backend="dotenv"),

@@ -10,11 +10,13 @@ the BullMQ backend, reached as `.bullmq`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
-from bot.errors import Refused
+from bot.errors import QueueOpsError, Refused
 from bot.patterns import UserPattern
 from bot.queues.backend import Checkpoint, QueueBackend, no_checkpoint
 from bot.queues.bullmq.backend import BullmqBackend
@@ -34,8 +36,12 @@ from bot.queues.models import (
     QueueSnapshot,
     ReplayResult,
 )
-from bot.queues.postgres.backend import PostgresBackend
-from bot.queues.postgres.schema import DlqSetup
+
+if TYPE_CHECKING:  # psycopg is imported only where a DB queue is configured
+    from bot.queues.postgres.backend import PostgresBackend
+    from bot.queues.postgres.schema import DlqSetup
+
+log = logging.getLogger(__name__)
 
 
 class QueueService:
@@ -126,12 +132,25 @@ class QueueService:
         return self.backend_for(word).dlq_shown(word)
 
     async def snapshot(
-        self, names: Sequence[str] | None = None, *, now_ms: int | None = None
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        now_ms: int | None = None,
+        unreachable: dict[str, str] | None = None,
     ) -> list[QueueSnapshot]:
+        """The queues named, or every queue. For every queue, a DB queue that cannot be read
+        is put in `unreachable` (queue: the one-line error) when the caller gives one: a
+        PostgreSQL outage must not hide the Redis queues on the night both matter."""
         if not names:
             found: list[QueueSnapshot] = []
             for backend in self._backends():
-                found += await backend.snapshot(None, now_ms=now_ms)
+                try:
+                    found += await backend.snapshot(None, now_ms=now_ms)
+                except QueueOpsError as err:
+                    if backend is self.bullmq or unreachable is None:
+                        raise
+                    for ref in await backend.queues():
+                        unreachable[ref.shown] = str(err)
             return found
         by_name: dict[str, QueueSnapshot] = {}
         order: list[QueueSnapshot] = []
@@ -159,7 +178,14 @@ class QueueService:
         else:
             result = await self.bullmq.probe(bullmq_names or None, now_ms=now_ms, options=options)
         if wants_pg and self.postgres is not None:
-            pg = await self.postgres.probe(None, now_ms=now_ms)
+            try:
+                pg = await self.postgres.probe(None, now_ms=now_ms)
+            except QueueOpsError as err:
+                if names:
+                    raise
+                # The tick goes on with the Redis queues; the next one asks again.
+                log.warning("probe: the DB queue was not read: %s", err)
+                return result
             result = result.model_copy(update={"queues": [*result.queues, *pg.queues]})
         return result
 

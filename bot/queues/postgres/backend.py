@@ -2,11 +2,11 @@
 
 Every change is one transaction per batch, following the queue-backlog runbook's DLQ
 procedure: the row is marked `failed` with `last_error = {reason, original_status, ...}`
-and a copy with its full payload goes into the DLQ table, both or neither. Rows are taken with `FOR UPDATE SKIP
-LOCKED`, and each row's status is checked again under its lock, so a worker claiming a row
-at the same moment wins cleanly: the row is skipped, never both processed and quarantined.
-A crash (or `pg_terminate_backend`) between two statements aborts the transaction: each
-row is untouched or fully quarantined.
+and a copy with its full payload goes into the DLQ table, both or neither. Rows are taken
+with `FOR UPDATE SKIP LOCKED` and each row's status is checked again under its lock, so a
+worker claiming a row at the same moment wins cleanly: the row is skipped, never both
+processed and quarantined. A crash (or `pg_terminate_backend`) between two statements
+aborts the transaction: each row is untouched or fully quarantined.
 """
 
 from __future__ import annotations

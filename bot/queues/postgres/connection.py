@@ -12,6 +12,7 @@ and the benchmarks.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +25,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from bot.durations import format_duration_ms
 from bot.errors import DatabaseUnavailable, NotFound, OperationFailed, QueueOpsError, UsageError
 from bot.urls import hide_url_credentials
+
+# The pool's own reports of failed connections are several lines each; queueops says it
+# once, as one line naming the server (Database.unavailable).
+logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
 
 POOL_SIZE = 3
 """Connections at most: a snapshot, a tick and a bulk move at once, never a worker's share."""
@@ -42,22 +47,36 @@ class Database:
         self.location = location
         self.statement_timeout_ms = statement_timeout_ms
         self.statements = 0
+        self._url = url
+        self._kwargs: dict[str, Any] = {
+            "options": f"-c statement_timeout={statement_timeout_ms}"
+            f" -c lock_timeout={statement_timeout_ms}",
+            "application_name": "queueops",
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "autocommit": False,
+        }
         self._pool = AsyncConnectionPool(
             url,
             min_size=0,
             max_size=POOL_SIZE,
             open=False,
             timeout=CONNECT_TIMEOUT_S + 1,
-            kwargs={
-                "options": f"-c statement_timeout={statement_timeout_ms}"
-                f" -c lock_timeout={statement_timeout_ms}",
-                "application_name": "queueops",
-                "connect_timeout": CONNECT_TIMEOUT_S,
-                "autocommit": False,
-            },
+            kwargs=self._kwargs,
         )
         self._opened = False
+        self._reachable = False
         self._open_lock = asyncio.Lock()
+
+    async def _check_reachable(self) -> None:
+        """Before the first use, and after a failure: one direct connection, so a server
+        that is down fails the command at once with libpq's reason ("Connection refused")
+        instead of after the pool's wait, and the tick is not held up by it."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._url, **self._kwargs)
+        except psycopg.Error as err:
+            raise self.unavailable(err) from None
+        await conn.close()
+        self._reachable = True
 
     async def close(self) -> None:
         if self._opened:
@@ -68,6 +87,8 @@ class Database:
     async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """One connection inside one transaction: committed when the block ends, rolled
         back when it raises (or when the process dies: the server aborts it)."""
+        if not self._reachable:
+            await self._check_reachable()
         if not self._opened:
             async with self._open_lock:
                 if not self._opened:
@@ -78,9 +99,7 @@ class Database:
                 yield conn
         except QueueOpsError:
             raise
-        except (PoolTimeout, psycopg.OperationalError) as err:
-            raise self.unavailable(err) from None
-        except pg_errors.QueryCanceled:
+        except (pg_errors.QueryCanceled, pg_errors.LockNotAvailable):
             raise OperationFailed(
                 f"PostgreSQL at {self.location} cancelled a statement after "
                 f"{format_duration_ms(self.statement_timeout_ms)} (QUEUE_JOBS_STATEMENT_TIMEOUT):"
@@ -90,6 +109,9 @@ class Database:
             raise NotFound(f"PostgreSQL at {self.location}: {_first_line(err)}") from None
         except (pg_errors.InvalidTextRepresentation, pg_errors.NumericValueOutOfRange) as err:
             raise UsageError(f"not a valid job id: {_first_line(err)}") from None
+        except (PoolTimeout, psycopg.OperationalError) as err:
+            self._reachable = False
+            raise self.unavailable(err) from None
         except psycopg.Error as err:
             raise OperationFailed(f"PostgreSQL at {self.location}: {_first_line(err)}") from None
 
