@@ -419,6 +419,20 @@ class Settings(BaseSettings):
             "failed, completed, quarantined",
         },
     )
+    queue_jobs_quarantine_status: str | None = Field(
+        None,
+        validation_alias="QUEUE_JOBS_QUARANTINE_STATUS",
+        description="The status a quarantine gives a row. Unset: the first failed word "
+        "(`failed`), as the runbook's DLQ procedure does; a quarantined row then stays "
+        "`failed`, so a worker that retries failed rows must skip rows with a DLQ entry (or "
+        "whose `last_error` has `original_status`). Set it to a quarantined word "
+        "(`quarantined`) and such a worker never sees them.",
+        examples=["quarantined"],
+        json_schema_extra={
+            "section": "PostgreSQL job table",
+            "format": "one of the failed or quarantined words (QUEUE_JOBS_STATUSES)",
+        },
+    )
     queue_jobs_statement_timeout_ms: Annotated[int, NoDecode] = Field(
         5_000,
         validation_alias=AliasChoices(
@@ -1121,7 +1135,21 @@ def _env_drain_values(overrides: dict[str, object]) -> dict[str, object]:
 
 
 def _check_environments(settings: Settings) -> None:
-    """What needs every field at once: `default` taken twice, roles scoped to no env."""
+    """What needs every field at once: `default` taken twice, roles scoped to no env, a
+    quarantine status outside the vocabulary."""
+    chosen = settings.queue_jobs_quarantine_status
+    if chosen is not None:
+        words = {
+            w
+            for state in ("failed", "quarantined")
+            for w in settings.queue_jobs_statuses.get(state)
+            or {"failed": ("failed",), "quarantined": ("quarantined",)}[state]
+        }
+        if chosen not in words:
+            raise ConfigError(
+                f"QUEUE_JOBS_QUARANTINE_STATUS: '{chosen}' is not a failed or quarantined "
+                f"word (QUEUE_JOBS_STATUSES: {', '.join(sorted(words))})"
+            )
     named = settings.redis_urls or {}
     if DEFAULT_ENV in named and "redis_url" in settings.model_fields_set:
         raise ConfigError(

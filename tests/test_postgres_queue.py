@@ -604,3 +604,35 @@ async def test_slack_snapshot_of_the_db_queue(
     text = text_of(reply.body)
     assert "queue_jobs" in text and "TypeError: cannot read .email" in text
     assert PASSWORD not in json.dumps(reply.body)
+
+
+async def test_a_quarantine_status_of_its_own_is_counted_once(pg_url: str, table: Conn) -> None:
+    """QUEUE_JOBS_QUARANTINE_STATUS=quarantined: a worker retrying failed rows never sees
+    them; the DLQ depth counts each once (its DLQ row), a hand-marked row without one too."""
+    with pytest.raises(Exception, match="QUEUE_JOBS_QUARANTINE_STATUS: 'parked' is not"):
+        load_settings(queue_jobs_database_url=pg_url, queue_jobs_quarantine_status="parked")
+    db_queue = PostgresBackend.from_settings(
+        load_settings(queue_jobs_database_url=pg_url, queue_jobs_quarantine_status="quarantined")
+    )
+    assert db_queue is not None
+    try:
+        await db_queue.init_dlq()
+        moved = await db_queue.quarantine_matching(
+            "queue_jobs", compile_user_pattern("email"), limit=2, reason="r", actor="t"
+        )
+        assert len(moved.moved) == 2
+        assert await rows(
+            table, "SELECT count(*) FROM queue_jobs WHERE status = 'quarantined'"
+        ) == [(2,)]
+        await table.execute(
+            "UPDATE queue_jobs SET status = 'quarantined' WHERE id = (SELECT id FROM"
+            " queue_jobs WHERE status = 'failed' LIMIT 1)"
+        )
+        [snap] = await db_queue.snapshot()
+        assert (snap.dlq_depth, snap.counts["failed"]) == (3, 6)
+        assert (await db_queue.probe()).queues[0].dlq_depth == 3
+        assert await db_queue.retry("queue_jobs", count=None) == 6
+        assert len((await db_queue.dlq_replay("queue_jobs", count=5)).replayed) == 2
+        assert (await db_queue.snapshot())[0].dlq_depth == 1
+    finally:
+        await db_queue.close()

@@ -188,16 +188,13 @@ class PostgresBackend:
         now = now_ms if now_ms is not None else int(server_now)
         counts = dict.fromkeys(COUNT_STATES, 0)
         other: dict[str, int] = {}
-        quarantined = 0
         for status, delayed, n in groups:
             state = self.layout.state_of(status)
             if state == "waiting":
                 counts["delayed" if delayed else "waiting"] += n
             elif state in ("active", "failed", "completed"):
                 counts[state] += n
-            elif state == "quarantined":
-                quarantined += n
-            else:
+            elif state != "quarantined":  # counted in the DLQ depth (statements.py)
                 other[status] = other.get(status, 0) + n
         recent = [
             FailureSample(
@@ -225,7 +222,7 @@ class PostgresBackend:
                 oldest_waiting_id=None if oldest is None else str(oldest[0]),
                 top_waiting_names=[Tally(key=str(k), count=int(n)) for k, n in types],
                 top_failure_reasons=[Tally(key=k, count=n) for k, n in reasons.most_common(5)],
-                dlq_depth=int(dlq) + quarantined,
+                dlq_depth=int(dlq),
                 waiting_sample=counts["waiting"] + counts["delayed"],
                 failed_sample=len(recent),
                 recent_failures=recent[:10],
@@ -249,7 +246,6 @@ class PostgresBackend:
             self._finished["failed"] += int(failed_new)
         counts = dict.fromkeys(("waiting", "delayed", "active", "failed"), 0)
         oldest: int | None = None
-        quarantined = 0
         for status, due, n, since in groups:
             state = self.layout.state_of(status)
             if state == "waiting":
@@ -258,8 +254,6 @@ class PostgresBackend:
                     oldest = since if oldest is None else min(oldest, since)
             elif state in counts:
                 counts[state] += n
-            elif state == "quarantined":
-                quarantined += n
         work = QueueWork(
             name=self.layout.name,
             prefix=KIND,
@@ -270,7 +264,7 @@ class PostgresBackend:
             stalled=0,
             failed=self._finished["failed"],
             completed=self._finished["completed"],
-            dlq_depth=int(dlq) + quarantined,
+            dlq_depth=int(dlq),
             oldest_runnable_since_ms=oldest,
             counts=counts,
             dlq_shown=self.layout.dlq_table,
@@ -336,12 +330,12 @@ class PostgresBackend:
         reason: str,
         actor: str,
         checkpoint: Checkpoint,
-    ) -> None:
+    ) -> set[Any]:
         """The runbook's DLQ procedure on rows this transaction holds locked: mark each `failed`
         with its original status (and error) in `last_error`, then copy it to the DLQ."""
         c = st.c
         assignments = [
-            sql.SQL("{} = {}").format(c("status"), sql.Literal(self.layout.failed_word)),
+            sql.SQL("{} = {}").format(c("status"), sql.Literal(self.layout.quarantine_word)),
             sql.SQL("{} = now()").format(c("updated_at")),
         ]
         if st.has("last_error"):
@@ -353,12 +347,18 @@ class PostgresBackend:
                     " 'quarantined_by', %(actor)s::text, 'quarantined_at', now()))::{kind}"
                 ).format(le=c("last_error"), st=c("status"), kind=sql.SQL(kind))
             )
-        mark = sql.SQL("UPDATE {t} SET {set} WHERE {id} = ANY(%(ids)s)").format(
-            t=st.t, set=sql.SQL(", ").join(assignments), id=c("id")
-        )
-        params = {"ids": ids, "reason": reason, "actor": actor}
-        await self.db.fetch(conn, mark, params)
+        # The DLQ check again, in a statement of its own: the lock query's snapshot may
+        # predate another replica's commit of the same rows (under READ COMMITTED a row
+        # lock re-reads the row, not the DLQ), and a new statement sees that commit.
+        mark = sql.SQL(
+            "UPDATE {t} SET {set} WHERE {id} = ANY(%(ids)s) AND {nq} RETURNING {id}"
+        ).format(t=st.t, set=sql.SQL(", ").join(assignments), id=c("id"), nq=st.not_quarantined)
+        params: dict[str, Any] = {"ids": ids, "reason": reason, "actor": actor}
+        marked = [row[0] for row in await self.db.fetch(conn, mark, params)]
         await checkpoint("marked")
+        if not marked:
+            return set()
+        params["ids"] = marked
         dlq_id = st.shapes.dlq.columns["id"]
         generated = not dlq_id.has_default
         copy = sql.SQL(
@@ -391,6 +391,7 @@ class PostgresBackend:
         )
         await self.db.fetch(conn, copy, params)
         await checkpoint("copied")
+        return set(marked)
 
     async def quarantine(
         self,
@@ -445,9 +446,13 @@ class PostgresBackend:
                 return _not_moved(
                     job_id, "completed", f"job {job_id} is done (status '{status}'); nothing to do"
                 )
-            await self._quarantine_rows(
+            marked = await self._quarantine_rows(
                 conn, st, [ident], reason=reason, actor=actor, checkpoint=no_checkpoint
             )
+            if not marked:
+                return _not_moved(
+                    job_id, "quarantined", f"job {job_id} is already in {self.layout.dlq_table}"
+                )
         return JobMove(job_id=job_id, moved=True, outcome=f"moved:{status}", from_state=status)
 
     async def _matching_pages(
@@ -599,11 +604,11 @@ class PostgresBackend:
             rows = await self.db.fetch(conn, lock, [[native for native, _ in batch]])
             await checkpoint("locked")
             taken = [r[0] for r in rows]
-            if taken:
-                await self._quarantine_rows(
-                    conn, st, taken, reason=reason, actor=actor, checkpoint=checkpoint
-                )
-        return set(taken)
+            if not taken:
+                return set()
+            return await self._quarantine_rows(
+                conn, st, taken, reason=reason, actor=actor, checkpoint=checkpoint
+            )
 
     # --- the DLQ -----------------------------------------------------------------------
 
@@ -777,7 +782,7 @@ class PostgresBackend:
                 status = originals.get(original)
                 if status is None:
                     again.append((dlq_id, original, text_id))
-                elif self.layout.state_of(status) == "failed":
+                elif self.layout.state_of(status) in ("failed", "quarantined"):
                     back.append(original)
                 else:
                     jobs.append(

@@ -55,17 +55,20 @@ class Database:
             "connect_timeout": CONNECT_TIMEOUT_S,
             "autocommit": False,
         }
-        self._pool = AsyncConnectionPool(
-            url,
+        self._pool = self._new_pool()
+        self._opened = False
+        self._reachable = False
+        self._open_lock = asyncio.Lock()
+
+    def _new_pool(self) -> AsyncConnectionPool[Any]:
+        return AsyncConnectionPool(
+            self._url,
             min_size=0,
             max_size=POOL_SIZE,
             open=False,
             timeout=CONNECT_TIMEOUT_S + 1,
             kwargs=self._kwargs,
         )
-        self._opened = False
-        self._reachable = False
-        self._open_lock = asyncio.Lock()
 
     async def _check_reachable(self) -> None:
         """Before the first use, and after a failure: one direct connection, so a server
@@ -79,9 +82,11 @@ class Database:
         self._reachable = True
 
     async def close(self) -> None:
+        """Close the pool; a later use opens a new one (a psycopg pool cannot reopen)."""
         if self._opened:
             await self._pool.close()
             self._opened = False
+            self._pool = self._new_pool()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:

@@ -44,6 +44,7 @@ class JobTable:
             dlq_table=settings.queue_jobs_dlq_table,
             columns=dict(settings.queue_jobs_columns),
             statuses=dict(settings.queue_jobs_statuses),
+            quarantine_status=settings.queue_jobs_quarantine_status,
         )
 
     @property
@@ -62,10 +63,18 @@ class JobTable:
                 return state
         return None
 
+    quarantine_status: str | None = None
+
     @property
     def failed_word(self) -> str:
-        """What a quarantine sets (the queue-backlog runbook's procedure marks the row `failed`)."""
         return self.words("failed")[0]
+
+    @property
+    def quarantine_word(self) -> str:
+        """What a quarantine sets: the first failed word, as the runbook's procedure marks
+        the row `failed`, unless QUEUE_JOBS_QUARANTINE_STATUS names a quarantined word
+        (then a worker that retries failed rows never picks a quarantined one up)."""
+        return self.quarantine_status or self.failed_word
 
     @property
     def waiting_word(self) -> str:

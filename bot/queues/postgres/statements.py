@@ -112,7 +112,7 @@ class Statements:
             " (SELECT coalesce(json_agg(json_build_array(i, k, a, e, u) ORDER BY u DESC), '[]')"
             "  FROM (SELECT {id}::text AS i, {ty}::text AS k, {att} AS a, {le}::text AS e,"
             "   {ua_ms} AS u FROM {t} WHERE {failed} ORDER BY {ua} DESC LIMIT {recent}) f),"
-            " {dlq}, {paused}, {now}"
+            " {dlq} + {alone}, {paused}, {now}"
         ).format(
             st=c("status"),
             waiting=waiting,
@@ -132,17 +132,26 @@ class Statements:
             failed=self.state("failed"),
             recent=sql.Literal(RECENT_FAILURES),
             dlq=self.dlq_depth,
+            alone=self.quarantined_alone,
             paused=self.paused,
             now=ms(sql.SQL("now()")),
         )
 
+    @property
+    def quarantined_alone(self) -> sql.Composed:
+        """Rows in a quarantined status without a DLQ entry (a team that marks rows by
+        hand): counted in the DLQ depth, once. Ours have an entry and count there."""
+        return sql.SQL("(SELECT count(*) FROM {t} WHERE {quarantined} AND {nq})").format(
+            t=self.t, quarantined=self.state("quarantined"), nq=self.not_quarantined
+        )
+
     def probe(self) -> sql.Composed:
-        """The tick's one statement: the rows that are work (pending, running, failed,
-        quarantined) by status and due, with the oldest run_after (index-only on
+        """The tick's one statement: the rows that are work (pending, running, failed) by
+        status and due, with the oldest run_after (index-only on
         `(status, run_after)`), the rows finished since the last probe (`%(since)s`, epoch
         ms; a range of `(status, updated_at)`), the DLQ depth, paused, the clock."""
         layout = self.layout
-        work = [w for s in ("waiting", "active", "failed", "quarantined") for w in layout.words(s)]
+        work = [w for s in ("waiting", "active", "failed") for w in layout.words(s)]
         since = sql.SQL("to_timestamp(%(since)s / 1000.0)")
         return sql.SQL(
             "SELECT"
@@ -151,7 +160,7 @@ class Statements:
             "   FROM {t} WHERE {work} GROUP BY 1, 2) g),"
             " (SELECT count(*) FROM {t} WHERE {completed} AND {ua} > {since}),"
             " (SELECT count(*) FROM {t} WHERE {failed} AND {ua} > {since}),"
-            " {dlq}, {paused}, {now}"
+            " {dlq} + {alone}, {paused}, {now}"
         ).format(
             st=self.c("status"),
             due=self.due,
@@ -163,6 +172,7 @@ class Statements:
             ua=self.c("updated_at"),
             since=since,
             dlq=self.dlq_depth,
+            alone=self.quarantined_alone,
             paused=self.paused,
             now=ms(sql.SQL("now()")),
         )
