@@ -34,9 +34,12 @@ COMMAND_LINES: tuple[tuple[str, str], ...] = (
     ("dlq show", "one quarantined job: payload, reason, history"),
     ("dlq replay", "put the oldest N quarantined jobs back in their queue (a canary)"),
     ("job show", "one job as it is now: state, data, attempts, the latest failure"),
+    # -- failures and find (issue 14) --
     ("pause", "pause a queue: workers take no new jobs"),
     ("resume", "resume a paused queue"),
     ("retry", "move failed jobs back to waiting, oldest first"),
+    # -- queue actions (issue 14) --
+    # -- workers (issue 14) --
     ("drain", "call the app's drain endpoint now; results per queue"),
     ("cron status", "the drain cron: on or off, cadence, last and next tick"),
     ("cron history", "the last drains: queues, HTTP status, processed, failed, duration"),

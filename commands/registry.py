@@ -113,9 +113,12 @@ FAMILIES: dict[str, str] = {
     "quarantine": "commands.quarantine",
     "dlq": "commands.dlq",
     "job": "commands.job",
+    # -- failures and find (issue 14) --
     "pause": "commands.control",
     "resume": "commands.control",
     "retry": "commands.control",
+    # -- queue actions (issue 14) --
+    # -- workers (issue 14) --
     "drain": "commands.drain",
     "cron": "commands.cron",
     "budget": "commands.budget",

@@ -81,6 +81,10 @@ async def test_every_commands_json_is_camel_case(
         "dlq list a",
         "dlq show a 2",
         "job show a 1",
+        # -- failures and find (issue 14) --
+        # -- queue actions (issue 14) --
+        # -- workers (issue 14) --
+        # -- job detail and edit-then-replay (issue 14) --
         "job show a 999",
         "retry a --count 1",
         "pause a",

@@ -144,6 +144,10 @@ INTERNAL_RE = re.compile(r"\b[a-z]+_[a-z_]+\b")  # a snake_case name: a field, n
         ("dlq show", "missing QUEUE and JOB_ID"),
         ("dlq replay q --count 0", "--count: must be at least 1 (got 0)"),
         ("dlq replay q --count lots", "--count: 'lots' is not a whole number"),
+        # -- failures and find (issue 14) --
+        # -- queue actions (issue 14) --
+        # -- workers (issue 14) --
+        # -- job detail and edit-then-replay (issue 14) --
         ("job show q", "missing JOB_ID"),
         ("job show q 1:2", "JOB_ID: '1:2' is not a job id"),
         ("db init-dlq now", "unexpected words: now"),

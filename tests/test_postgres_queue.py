@@ -636,3 +636,25 @@ async def test_a_quarantine_status_of_its_own_is_counted_once(pg_url: str, table
         assert (await db_queue.snapshot())[0].dlq_depth == 1
     finally:
         await db_queue.close()
+
+
+async def test_the_watcher_opens_an_incident_for_the_db_queue(
+    make_bot: MakeBot, slack: SlackStub, table: Conn, pg_url: str
+) -> None:
+    """The real app's tick reads the table and the watcher's depth rule fires on it: the
+    incident channel names the DB queue, as it would a BullMQ one."""
+    from bot.http_app import TICKER
+
+    bot = await make_bot(
+        queues="none-here",
+        queue_jobs_database_url=pg_url,
+        watch_depth=30,
+        drain_every_ms=3_600_000,
+    )
+    ticker = bot.app[TICKER]
+    result = await ticker.tick()
+    assert result is not None and "queue_jobs" in result.runnable
+    [created] = await slack.wait_for("conversations.create")
+    assert "queue" in created.body["name"] and "jobs" in created.body["name"]
+    posts = await slack.wait_for("chat.postMessage")
+    assert "40 jobs waiting (over 30)" in json.dumps(posts[0].body)

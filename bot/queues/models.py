@@ -218,3 +218,15 @@ class JobDetail(QueueRecord):
     processed_ms: int | None = None
     finished_ms: int | None = None
     in_dlq: bool = Field(False, description="a DB row with a DLQ entry not yet replayed")
+
+
+# --- workers and throughput (issue 14) ---
+
+
+# --- failures, find and filtered bulk actions (issue 14) ---
+
+
+# --- queue actions (issue 14) ---
+
+
+# --- job detail and edit-then-replay (issue 14) ---

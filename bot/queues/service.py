@@ -271,3 +271,18 @@ class QueueService:
 
     async def retry(self, queue: str, *, count: int | None) -> int:
         return await self.backend_for(queue).retry(queue, count=count)
+
+    def bullmq_only(self, word: str, what: str) -> BullmqBackend:
+        """The BullMQ backend, for an operation only BullMQ queues have (workers, job logs,
+        schedulers...): the DB queue is refused with one line saying so."""
+        if self.backend_for(word) is not self.bullmq:
+            raise Refused(f"{what} is for BullMQ queues; '{word}' is a DB job table")
+        return self.bullmq
+
+    # --- workers and throughput (issue 14) ---
+
+    # --- failures, find and filtered bulk actions (issue 14) ---
+
+    # --- queue actions: promote, clean, empty, obliterate, add, schedulers (issue 14) ---
+
+    # --- job detail and edit-then-replay (issue 14) ---

@@ -43,7 +43,7 @@ from bot.queues.models import (
 from bot.queues.postgres.connection import Database
 from bot.queues.postgres.layout import KIND, JobTable
 from bot.queues.postgres.schema import DlqSetup, Shapes, check_jobs_table, init_dlq, read_shapes
-from bot.queues.postgres.statements import Statements
+from bot.queues.postgres.statements import Statements, ms
 
 PAGE_SIZE = 500
 """Failed rows read per statement when matching a pattern."""
@@ -283,9 +283,9 @@ class PostgresBackend:
             ty=c("type"),
             st=c("status"),
             payload=c("payload"),
-            ra=_ms(c("run_after")),
-            ca=_ms(c("created_at")),
-            ua=_ms(c("updated_at")),
+            ra=ms(c("run_after")),
+            ca=ms(c("created_at")),
+            ua=ms(c("updated_at")),
             att=st.opt("attempts", "0"),
             le=st.opt("last_error"),
             in_dlq=sql.SQL("NOT {}").format(st.not_quarantined),
@@ -624,7 +624,7 @@ class PostgresBackend:
             " {d_ca}, {att}, {le}, {st_}::text, {replayed} FROM {dlq} d"
             " LEFT JOIN {t} j ON j.{id} = d.original_job_id WHERE {where} {tail}"
         ).format(
-            d_ca=_ms(sql.SQL("d.created_at")),
+            d_ca=ms(sql.SQL("d.created_at")),
             att=sql.SQL("j.{}").format(c("attempts")) if st.has("attempts") else sql.SQL("0"),
             le=sql.SQL("j.{}").format(c("last_error")) if st.has("last_error") else sql.SQL("NULL"),
             st_=sql.SQL("j.{}").format(c("status")),
@@ -911,10 +911,6 @@ class PostgresBackend:
             if len(rows) < n:
                 break
         return done
-
-
-def _ms(expr: sql.Composable) -> sql.Composed:
-    return sql.SQL("(extract(epoch FROM {}) * 1000)::bigint").format(expr)
 
 
 def _not_moved(job_id: str, outcome: str, problem: str) -> JobMove:
