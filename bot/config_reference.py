@@ -66,6 +66,20 @@ OUTSIDE: tuple[tuple[str, str, str], ...] = (
 # Read by the test suite only (tests/), never by queueops.
 TESTS_ONLY: tuple[tuple[str, str, str], ...] = (
     (
+        "QUEUEOPS_TEST_PG_URL",
+        "tests/postgres_for_tests.py",
+        "The PostgreSQL the test session uses, `postgresql://user@host:port/dbname` of a "
+        "database it may create databases from, instead of one answering on 127.0.0.1:5432 "
+        "or a private cluster it starts with initdb; each test works in a database of its "
+        "own (`qo_test_…`) and drops it.",
+    ),
+    (
+        "QUEUEOPS_TEST_PG_PRIVATE",
+        "tests/postgres_for_tests.py",
+        "`1`: start the private PostgreSQL cluster even when a server answers on "
+        "127.0.0.1:5432 (to exercise that path).",
+    ),
+    (
         "QUEUEOPS_TEST_REDIS_URL",
         "tests/redis_for_tests.py",
         "The Redis the test session uses instead of starting its own private `redis-server` "

@@ -54,6 +54,11 @@ class Database:
             "application_name": "queueops",
             "connect_timeout": CONNECT_TIMEOUT_S,
             "autocommit": False,
+            # No server-side prepared statements: a generic plan made while the DLQ table
+            # was small (its statistics stale until autovacuum analyses it) kept checking
+            # each row against every DLQ row once that table had grown (bench/README.md).
+            # A statement planned each time sees the table's current size.
+            "prepare_threshold": None,
         }
         self._pool = self._new_pool()
         self._opened = False

@@ -161,9 +161,10 @@ async def init_dlq(db: Database, layout: JobTable, shapes: Shapes) -> DlqSetup:
             )
             await db.fetch(
                 conn,
-                sql.SQL("CREATE INDEX IF NOT EXISTS {index} ON {dlq} (original_job_id)").format(
-                    index=sql.Identifier(f"{name[:48]}_original_idx"), dlq=layout.dlq_sql
-                ),
+                sql.SQL(
+                    "CREATE INDEX IF NOT EXISTS {index} ON {dlq} (original_job_id)"
+                    " WHERE replayed_at IS NULL"
+                ).format(index=sql.Identifier(f"{name[:48]}_original_idx"), dlq=layout.dlq_sql),
             )
         indexed = await db.fetch(
             conn,
