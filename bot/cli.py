@@ -35,11 +35,21 @@ COMMAND_LINES: tuple[tuple[str, str], ...] = (
     ("dlq replay", "put the oldest N quarantined jobs back in their queue (a canary)"),
     ("job show", "one job as it is now: state, data, attempts, the latest failure"),
     # -- failures and find (issue 14) --
+    ("failures", "what the failures have in common: failed jobs grouped by cause"),
+    ("find", "find jobs by state, name, id, reason, payload or age (bounded scan)"),
+    ("promote", "move delayed jobs to waiting now: one, all, or those matching filters"),
+    ("remove", "remove the jobs matching filters to the DLQ (undo: dlq replay), or --purge"),
     ("pause", "pause a queue: workers take no new jobs"),
     ("resume", "resume a paused queue"),
     ("retry", "move failed jobs back to waiting, oldest first"),
     # -- queue actions (issue 14) --
+    ("clean", "remove completed or failed jobs older than an age, oldest first"),
+    ("empty", "remove every waiting and delayed job (type the queue's name to confirm)"),
+    ("obliterate", "delete a queue and all its jobs (type its name to confirm)"),
+    ("add", "add one job with a JSON payload, optionally delayed or prioritised"),
+    ("schedulers", "job schedulers and repeatable jobs: next run, last completed run"),
     # -- workers (issue 14) --
+    ("workers", "the npm bullmq Workers connected per queue: address, age, idle"),
     ("drain", "call the app's drain endpoint now; results per queue"),
     ("cron status", "the drain cron: on or off, cadence, last and next tick"),
     ("cron history", "the last drains: queues, HTTP status, processed, failed, duration"),

@@ -352,6 +352,36 @@ class Settings(BaseSettings):
         examples=["-dead"],
         json_schema_extra={"section": "Redis and queues", "format": "text, no `:`"},
     )
+    readonly: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None,
+        validation_alias="QUEUEOPS_READONLY",
+        description="Read-only queues (Bull Board's readOnlyMode): queueops shows them but "
+        "refuses every change to them (quarantine, dlq replay, pause, resume, retry, "
+        "promote, clean, empty, obliterate, add, remove...) for every role, with one line "
+        "naming this policy. Entries are matched as QUEUEOPS_QUEUES' globs are: a short name "
+        "or glob against the queue's name under any prefix, one with `:` against full "
+        "names. Unset: no queue is read-only.",
+        examples=["billing-*,payments"],
+        json_schema_extra={
+            "section": "Redis and queues",
+            "format": "entries separated by commas: names, full names `PREFIX:NAME` and globs "
+            "(`*`, `?`, `[…]`), as in QUEUEOPS_QUEUES",
+        },
+    )
+
+    @field_validator("readonly", mode="before")
+    @classmethod
+    def _readonly_split(cls, value: object) -> tuple[str, ...] | None:
+        return _comma_list(value)
+
+    @field_validator("readonly")
+    @classmethod
+    def _readonly_entries(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None:
+            for entry in value:
+                validate_queue_entry(entry)
+        return value
+
     queue_jobs_database_url: str | None = Field(
         None,
         validation_alias="QUEUE_JOBS_DATABASE_URL",
@@ -804,6 +834,50 @@ class Settings(BaseSettings):
         examples=["false"],
         json_schema_extra={"section": "Alerts and incidents"},
     )
+    watch_no_workers_ms: Annotated[int, NoDecode] = Field(
+        5 * 60_000,
+        validation_alias=AliasChoices("WATCH_NO_WORKERS", "watch_no_workers_ms"),
+        description="The watcher opens an incident when jobs have waited this long in a "
+        "queue (not paused) with no npm bullmq Worker connected to it (counted with CLIENT "
+        "LIST, only on a tick that finds jobs waiting). Not in cron mode, where no worker "
+        "runs between drains. 0 turns the rule off.",
+        examples=["10m"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "a duration (`30m`, `1h30m`; units `ms`, `s`, `m`, `h`, `d`) or `0`",
+        },
+    )
+    watch_no_completions_ms: Annotated[int, NoDecode] = Field(
+        15 * 60_000,
+        validation_alias=AliasChoices("WATCH_NO_COMPLETIONS", "watch_no_completions_ms"),
+        description="The watcher opens an incident when jobs wait in a queue and, for this "
+        "long, none completed or failed and the waiting count did not fall: stuck, not "
+        "busy. 0 turns the rule off.",
+        examples=["30m"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "a duration (`30m`, `1h30m`; units `ms`, `s`, `m`, `h`, `d`) or `0`",
+        },
+    )
+    watch_stalled_rising: bool = Field(
+        True,
+        validation_alias="WATCH_STALLED_RISING",
+        description="The watcher opens an incident when a queue has more stalled jobs "
+        "(active, their lock expired: a worker died or blocked its event loop) than on the "
+        "last tick, and resolves it when the count falls. `false` turns the rule off.",
+        examples=["false"],
+        json_schema_extra={"section": "Alerts and incidents"},
+    )
+
+    @field_validator("watch_no_workers_ms", "watch_no_completions_ms", mode="before")
+    @classmethod
+    def _watch_duration(cls, value: object) -> object:
+        """Durations in words ("10m"), as WATCH_OLDEST takes them; "0" turns the rule off."""
+        if isinstance(value, int) or value is None:
+            return value
+        text = str(value).strip()
+        return 0 if text == "0" else parse_duration_ms(text)
+
     redis_monthly_commands: int = Field(
         500_000,
         ge=1,

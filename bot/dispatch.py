@@ -219,6 +219,7 @@ def make_dispatcher(
         queues=settings.queues,
         rediscover_ms=settings.discover_every_ms,
         postgres=postgres_backend(settings),
+        readonly=settings.readonly,
     )
     limiter = (
         RateLimiter(redis, settings.state_prefix, per_minute=settings.operator_rate_per_minute)

@@ -46,3 +46,28 @@ class DatabaseUnavailable(OperationFailed):
 
 class Ambiguous(UsageError):
     """A short queue name that exists under two prefixes: the message lists the full names."""
+
+
+QUOTA_TEXT = "max requests limit exceeded"
+"""What Upstash's Redis answers once a plan's requests are used up (`ERR max requests limit
+exceeded. Limit: 500000, Usage: 500000.`): no command works until the month turns over."""
+
+
+class RedisQuotaExhausted(RedisUnavailable):
+    """Redis answered that the plan's request quota is used up: the message names the cause
+    and the fixes, never a bare "Redis error"."""
+
+    @classmethod
+    def matches(cls, err: BaseException) -> bool:
+        """True for Redis's quota answer, as a ResponseError or wrapped in a connection
+        error (a handshake command refused the same way)."""
+        return QUOTA_TEXT in str(err).lower()
+
+    @classmethod
+    def for_location(cls, location: str, err: BaseException) -> RedisQuotaExhausted:
+        detail = str(err).splitlines()[0].strip() if str(err) else QUOTA_TEXT
+        return cls(
+            f"Redis at {location} has used up its request quota ({detail}: Upstash's "
+            "free-tier limit); nothing works until it resets. Fix: cron mode (`mode cron`; "
+            "`budget` shows its Redis commands a month) or a paid plan"
+        )

@@ -381,12 +381,7 @@ async def build_app(settings: Settings) -> web.Application:
     default = Env(settings.env_name, redis, settings, dispatcher)
     envs.adopt(default)
     cron, instant = _drains(default, ticker, emit, label=None)
-    rules = WatchRules(
-        settings.watch_depth,
-        settings.watch_oldest_ms,
-        settings.watch_failed_pct,
-        settings.watch_dlq_growth,
-    )
+    rules = WatchRules.from_settings(settings)
     ticker.add_hook(Watcher(rules, emit, redis, settings.state_prefix).on_tick)
     env_ticks = [_env_tick(await envs.get(name), emit) for name in everything.environments[1:]]
     app = web.Application(client_max_size=MAX_BODY)

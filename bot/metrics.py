@@ -7,9 +7,11 @@ exports the same queue gauges (every replica ticks), so dashboards take `max by 
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram
 
-from bot.queues.models import ProbeResult
+from bot.queues.models import ProbeResult, QueueWork
 
 COMMANDS = Counter(
     "queueops_commands_total",
@@ -71,6 +73,13 @@ QUEUE_FINISHED = Counter(
     "queue's completed and failed sets, so jobs removed on completion are not seen",
     ["queue", "outcome"],
 )
+QUEUE_PER_MINUTE = Gauge(
+    "queueops_queue_jobs_per_minute",
+    "Jobs finished per minute between the last two ticks, by outcome (completed, failed): "
+    "completed from BullMQ's metrics counter where Workers record metrics, else from the "
+    "completed set's growth; failed from the failed set's growth",
+    ["queue", "outcome"],
+)
 TICK_PROBE_FAILURES = Counter(
     "queueops_tick_probe_failures_total",
     "Ticks whose one Redis command failed: no drain, watcher or queue gauges that tick",
@@ -101,6 +110,27 @@ class QueueGauges:
     def __init__(self) -> None:
         self._finished: dict[str, tuple[int, int]] = {}
         self._states: dict[str, set[str]] = {}
+        self._rate_base: dict[str, tuple[int, int, int | None, int]] = {}
+        """Per queue, at the last tick: failed, completed, BullMQ's metrics count, at ms."""
+
+    def _rates(self, q: QueueWork, at_ms: int) -> None:
+        """Completed and failed per minute since the last tick (no Redis command: the
+        probe's counts). BullMQ's metrics counter sees jobs removed on completion; the
+        completed set's growth is the fallback. A counter that fell (trimmed, cleaned)
+        counts 0, not a negative rate."""
+        before = self._rate_base.get(q.shown)
+        self._rate_base[q.shown] = (q.failed, q.completed, q.metrics_completed, at_ms)
+        if before is None or at_ms <= before[3]:
+            return
+        minutes = (at_ms - before[3]) / 60_000
+        if q.metrics_completed is not None and before[2] is not None:
+            done = q.metrics_completed - before[2]
+        else:
+            done = q.completed - before[1]
+        QUEUE_PER_MINUTE.labels(q.shown, "completed").set(round(max(done, 0) / minutes, 3))
+        QUEUE_PER_MINUTE.labels(q.shown, "failed").set(
+            round(max(q.failed - before[0], 0) / minutes, 3)
+        )
 
     def export(self, result: ProbeResult) -> None:
         for q in result.queues:
@@ -121,6 +151,7 @@ class QueueGauges:
                 failed.inc(max(0, q.failed - before[0]))
                 completed.inc(max(0, q.completed - before[1]))
             self._finished[q.shown] = (q.failed, q.completed)
+            self._rates(q, result.at_ms)
         seen = {q.shown for q in result.queues}
         for gone in set(self._finished) - seen:
             self._drop(gone)
@@ -132,4 +163,7 @@ class QueueGauges:
             gauge.remove(queue)
         for outcome in ("failed", "completed"):
             QUEUE_FINISHED.remove(queue, outcome)
+            with contextlib.suppress(KeyError):  # one tick seen: no rate set yet
+                QUEUE_PER_MINUTE.remove(queue, outcome)
         self._finished.pop(queue, None)
+        self._rate_base.pop(queue, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from commands.view import Block, Chart, Code, Fields, Heading, Mark, Note, Table, Text
+from commands.view import Attachment, Block, Chart, Code, Fields, Heading, Mark, Note, Table, Text
 
 _NOTE_TAG = {
     Mark.OK: "ok",
@@ -15,6 +15,7 @@ _NOTE_TAG = {
     Mark.HEALTHY: "ok",
     Mark.BACKLOG: "!!",
     Mark.FAILING: "!!",
+    Mark.NO_WORKERS: "!!",
 }
 MAX_CELL = 60
 
@@ -77,4 +78,8 @@ def render_text(blocks: Sequence[Block]) -> str:
             out += ["  " + line for line in block.text.splitlines()]
         elif isinstance(block, Chart):
             out += _chart(block)
+        elif isinstance(block, Attachment):
+            size = len(block.content.encode("utf-8"))
+            tail = f"; {block.note}" if block.note else ""
+            out.append(f"-- {block.title}: a file in Slack ({size:,} bytes){tail}")
     return "\n".join(out)

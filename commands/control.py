@@ -1,18 +1,27 @@
-"""`pause QUEUE`, `resume QUEUE`, `retry QUEUE [--count N]`."""
+"""`pause QUEUE`, `resume QUEUE`, `retry QUEUE [--count N]`, and `retry QUEUE --cluster K`
+or any of find's filters (commands/find.py: exactly the jobs `find` would list)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bot.roles import Role
 from bot.text import plural
 from commands.context import CommandContext
+from commands.find import (
+    FilterRequest,
+    add_filter_arguments,
+    parse_plain_or_filtered,
+    run_filtered,
+)
 from commands.parsing import QueueName, Request, WordParser, parse_words, whole_number
 from commands.registry import Command, register
 from commands.reply import Reply
 from commands.view import Block, Mark, Note
+
+RETRY_USAGE = "retry QUEUE [--count N] | retry QUEUE --cluster K (or find's filters) [--dry-run]"
 
 
 class QueueRequest(Request):
@@ -22,6 +31,22 @@ class QueueRequest(Request):
 class RetryRequest(Request):
     queue: QueueName
     count: int | None = Field(None, ge=1, le=1_000_000)
+
+
+class RetryFilteredRequest(FilterRequest):
+    """With find's filters (or --dry-run): the failed jobs they select (a --state may add
+    completed ones), or with --dry-run alone what `retry QUEUE [--count N]` would move."""
+
+    queue: QueueName
+    count: int | None = Field(None, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> RetryFilteredRequest:
+        if self.count is not None and self.filtered:
+            raise ValueError("give --count or filters, not both (filters take --limit)")
+        if self.limit is not None and not self.filtered:
+            raise ValueError("--limit goes with filters; without them, use --count N")
+        return self
 
 
 class PauseReply(Reply):
@@ -70,7 +95,7 @@ def resume_parser() -> WordParser:
 
 
 def retry_parser() -> WordParser:
-    parser = WordParser("retry", "retry QUEUE [--count N]")
+    parser = WordParser("retry", RETRY_USAGE)
     parser.add_argument("queue", metavar="QUEUE", help="the queue whose failed jobs to retry")
     parser.add_argument(
         "--count",
@@ -78,6 +103,7 @@ def retry_parser() -> WordParser:
         metavar="N",
         help="retry only the N oldest failed jobs (default: all)",
     )
+    add_filter_arguments(parser, suppress=True)
     return parser
 
 
@@ -89,8 +115,13 @@ def parse_resume(words: Sequence[str]) -> QueueRequest:
     return parse_words(QueueRequest, resume_parser(), words)
 
 
-def parse_retry(words: Sequence[str]) -> RetryRequest:
-    return parse_words(RetryRequest, retry_parser(), words)
+def parse_retry(words: Sequence[str]) -> RetryRequest | RetryFilteredRequest:
+    """`retry QUEUE [--count N]` makes the request it always made; with a filter (or
+    --dry-run), the filtered one."""
+    found: RetryRequest | RetryFilteredRequest = parse_plain_or_filtered(
+        RetryRequest, RetryFilteredRequest, retry_parser, words
+    )
+    return found
 
 
 async def run_pause(req: QueueRequest, ctx: CommandContext) -> PauseReply:
@@ -103,8 +134,32 @@ async def run_resume(req: QueueRequest, ctx: CommandContext) -> PauseReply:
     return PauseReply(queue=req.queue, paused=False, was_paused=was)
 
 
-async def run_retry(req: RetryRequest, ctx: CommandContext) -> RetryReply:
+async def run_retry(req: RetryRequest | RetryFilteredRequest, ctx: CommandContext) -> Reply:
+    if isinstance(req, RetryFilteredRequest):
+        if req.filtered:
+            return await run_filtered(req, ctx, "retry", states=("failed",))
+        count = await ctx.queues.retry_count(req.queue)  # --dry-run alone
+        wanted = count if req.count is None else min(count, req.count)
+        return RetryDryRunReply(queue=req.queue, would_retry=wanted)
     return RetryReply(queue=req.queue, retried=await ctx.queues.retry(req.queue, count=req.count))
+
+
+async def preview_retry(req: RetryFilteredRequest, ctx: CommandContext) -> Reply:
+    return await run_filtered(req, ctx, "retry", preview=True, states=("failed",))
+
+
+class RetryDryRunReply(Reply):
+    queue: str
+    would_retry: int
+
+    def view(self) -> list[Block]:
+        return [
+            Note(
+                mark=Mark.WARN if self.would_retry else Mark.INFO,
+                text=f"dry run: would move {plural(self.would_retry, 'failed job')} of "
+                f"'{self.queue}' back to waiting; nothing changed",
+            )
+        ]
 
 
 register(
@@ -134,12 +189,16 @@ register(
 register(
     Command(
         name="retry",
-        usage="retry QUEUE [--count N]",
+        usage=RETRY_USAGE,
         summary="move failed jobs back to waiting (oldest first; all unless --count)",
         role=Role.OPERATOR,
         parse=parse_retry,
         run=run_retry,
-        examples=("retry batch-jobs --count 50",),
+        confirm=lambda req: (
+            isinstance(req, RetryFilteredRequest) and req.filtered and not req.dry_run
+        ),
+        preview=preview_retry,
+        examples=("retry batch-jobs --count 50", "retry batch-jobs --cluster 3f2a91c0"),
         parser=retry_parser,
     )
 )

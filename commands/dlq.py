@@ -1,14 +1,19 @@
-"""`dlq list QUEUE`, `dlq show QUEUE JOB_ID`, `dlq replay QUEUE [--count 10]`."""
+"""`dlq list QUEUE`, `dlq show QUEUE JOB_ID`, `dlq replay QUEUE [--count 10]`, and
+`dlq replay QUEUE JOB_ID [--set a.b=VALUE ...] [--patch JSON]`: one job by id, its data
+edited first (Bull Board #478/#713), the diff in the preview, the original kept on the
+replayed job (`qo.originalData`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pydantic import Field
 
-from bot.queues.models import DlqEntry, DlqListing, ReplayResult
+from bot.errors import UsageError
+from bot.queues.models import DataChange, DataEdit, DlqEntry, DlqListing, ReplayResult
 from bot.roles import Role
 from bot.text import plural
 from commands.context import CommandContext
@@ -19,7 +24,19 @@ from commands.view import Block, Code, Fields, Heading, Mark, Note, Row, Table
 
 LIST_USAGE = "dlq list QUEUE [--limit 20]"
 SHOW_USAGE = "dlq show QUEUE JOB_ID"
-REPLAY_USAGE = "dlq replay QUEUE [--count 10] [--reset-attempts]"
+REPLAY_USAGE = (
+    "dlq replay QUEUE [--count 10] [--reset-attempts] | "
+    "dlq replay QUEUE JOB_ID [--set a.b=VALUE ...] [--patch JSON]"
+)
+SET_MAX = 20
+"""--set options one replay takes."""
+PATH_KEYS_MAX = 16
+PATH_CHARS_MAX = 200
+VALUE_CHARS_MAX = 10_000
+PATCH_CHARS_MAX = 65_536
+JSON_DEPTH_MAX = 32
+"""Nesting a --set value or a --patch may have (a user's JSON is parsed on the loop: bounded
+in size and depth, it stays well under a millisecond)."""
 
 
 def when(ms: int | None) -> str:
@@ -40,8 +57,76 @@ class DlqShowRequest(Request):
 
 class DlqReplayRequest(Request):
     queue: QueueName
+    job_id: JobId | None = None
     count: int = Field(10, ge=1, le=10_000)
     reset_attempts: bool = False
+    sets: list[tuple[list[str], object]] = Field(default_factory=list)
+    patch: dict[str, object] | None = None
+
+    @property
+    def edit(self) -> DataEdit:
+        return DataEdit(patch=self.patch, sets=self.sets)
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_deep(value: object) -> bool:
+    """Nested deeper than JSON_DEPTH_MAX (walked without recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > JSON_DEPTH_MAX:
+            return True
+        if isinstance(node, dict):
+            stack += [(v, depth + 1) for v in node.values()]
+        elif isinstance(node, list):
+            stack += [(v, depth + 1) for v in node]
+    return False
+
+
+def assignment(text: str) -> tuple[list[str], object]:
+    """argparse `type=` for --set: `a.b=VALUE`, VALUE as JSON when it parses (a number,
+    true, null, "a quoted string", an object), else the plain string as typed."""
+    path, eq, raw = text.partition("=")
+    if not eq or not path:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not PATH=VALUE (e.g. customer.id=42)")
+    if len(path) > PATH_CHARS_MAX:
+        raise argparse.ArgumentTypeError(f"the path is over {PATH_CHARS_MAX} characters")
+    keys = path.split(".")
+    if any(not key.strip() for key in keys):
+        raise argparse.ArgumentTypeError(f"{path[:40]!r} has an empty key")
+    if len(keys) > PATH_KEYS_MAX:
+        raise argparse.ArgumentTypeError(f"{path[:40]!r} is deeper than {PATH_KEYS_MAX} keys")
+    if len(raw) > VALUE_CHARS_MAX:
+        raise argparse.ArgumentTypeError(
+            f"the value for {path[:40]} is over {VALUE_CHARS_MAX:,} characters"
+        )
+    try:
+        value: object = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        value = raw
+    if _too_deep(value):
+        raise argparse.ArgumentTypeError(f"the value for {path[:40]} nests too deep")
+    return keys, value
+
+
+def merge_patch(text: str) -> dict[str, object]:
+    """argparse `type=` for --patch: a JSON object, an RFC 7386 merge patch (null removes)."""
+    if len(text) > PATCH_CHARS_MAX:
+        raise argparse.ArgumentTypeError(f"is over {PATCH_CHARS_MAX:,} characters")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not JSON") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            'must be a JSON object (a merge patch, e.g. {"customer": {"id": "c2"}})'
+        )
+    if _too_deep(value):
+        raise argparse.ArgumentTypeError(f"nests deeper than {JSON_DEPTH_MAX}")
+    return value
 
 
 class DlqListReply(Reply):
@@ -110,8 +195,53 @@ class DlqShowReply(Reply):
         return blocks
 
 
+def _changes_table(changes: Sequence[DataChange]) -> Table:
+    return Table(
+        columns=["path", "before", "after"],
+        rows=[Row(cells=[c.path, c.before or "(none)", c.after or "(removed)"]) for c in changes],
+    )
+
+
+class DlqReplayOnePreview(Reply):
+    """`dlq replay QUEUE JOB_ID`'s question: the job, and the diff its edit makes."""
+
+    queue: str
+    entry: DlqEntry
+    changes: list[DataChange] = Field(default_factory=list)
+
+    def view(self) -> list[Block]:
+        e = self.entry
+        edited = " with its data edited" if self.changes else ", its data as it is"
+        blocks: list[Block] = [
+            Note(
+                mark=Mark.INFO,
+                text=f"replay would put job {e.job_id} ({e.name}) back into '{self.queue}'{edited}",
+            ),
+            Fields(
+                items=[
+                    ("quarantined", f"{when(e.quarantined_at)} by {e.quarantined_by or '-'}"),
+                    ("why", e.quarantine_reason or "-"),
+                    ("original failure", e.original_failed_reason or e.failed_reason or "-"),
+                ]
+            ),
+        ]
+        if self.changes:
+            blocks += [
+                Heading(text="what changes in its data"),
+                _changes_table(self.changes),
+                Note(
+                    mark=Mark.INFO,
+                    text="the data before the edit stays on the replayed job (qo.originalData; "
+                    "`job show` shows it)",
+                ),
+            ]
+        return blocks
+
+
 class DlqReplayReply(Reply):
     result: ReplayResult
+    changes: list[DataChange] = Field(default_factory=list)
+    """For one job replayed by id with --set/--patch: what changed in its data."""
 
     def view(self) -> list[Block]:
         r = self.result
@@ -138,6 +268,11 @@ class DlqReplayReply(Reply):
                     rows=[Row(mark=Mark.WARN, cells=[j.job_id, j.problem or ""]) for j in r.left],
                 )
             )
+        if self.changes and r.replayed:
+            blocks += [
+                Heading(text="changed in its data (the original is kept as qo.originalData)"),
+                _changes_table(self.changes),
+            ]
         return blocks
 
 
@@ -164,6 +299,12 @@ def replay_parser() -> WordParser:
     parser = WordParser("dlq replay", REPLAY_USAGE)
     parser.add_argument("queue", metavar="QUEUE", help="the queue to put the jobs back into")
     parser.add_argument(
+        "job_id",
+        metavar="JOB_ID",
+        nargs="?",
+        help="one quarantined job, by id, instead of the oldest N",
+    )
+    parser.add_argument(
         "--count",
         type=whole_number,
         metavar="N",
@@ -174,6 +315,21 @@ def replay_parser() -> WordParser:
         action="store_true",
         default=None,
         help="a DB queue's row starts again from 0 attempts (a BullMQ job always does)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        type=assignment,
+        metavar="PATH=VALUE",
+        help="with JOB_ID: set a value in its data first (customer.id=42; JSON if it parses, "
+        f"else text; {SET_MAX} at most)",
+    )
+    parser.add_argument(
+        "--patch",
+        type=merge_patch,
+        metavar="JSON",
+        help="with JOB_ID: a JSON merge patch of its data (RFC 7386: null removes a key)",
     )
     return parser
 
@@ -187,7 +343,14 @@ def parse_show(words: Sequence[str]) -> DlqShowRequest:
 
 
 def parse_replay(words: Sequence[str]) -> DlqReplayRequest:
-    return parse_words(DlqReplayRequest, replay_parser(), words)
+    req = parse_words(DlqReplayRequest, replay_parser(), words)
+    if req.job_id is None and (req.sets or req.patch is not None):
+        raise UsageError(f"--set and --patch edit one job: name its JOB_ID (usage: {REPLAY_USAGE})")
+    if req.job_id is not None and "count" in req.model_fields_set:
+        raise UsageError("JOB_ID replays that one job; leave out --count")
+    if len(req.sets) > SET_MAX:
+        raise UsageError(f"--set: at most {SET_MAX} in one replay (got {len(req.sets)})")
+    return req
 
 
 async def run_list(req: DlqListRequest, ctx: CommandContext) -> DlqListReply:
@@ -199,6 +362,11 @@ async def run_show(req: DlqShowRequest, ctx: CommandContext) -> DlqShowReply:
 
 
 async def run_replay(req: DlqReplayRequest, ctx: CommandContext) -> DlqReplayReply:
+    if req.job_id is not None:
+        one, changes = await ctx.queues.dlq_replay_one(
+            req.queue, req.job_id, req.edit, actor=ctx.actor
+        )
+        return DlqReplayReply(result=one, changes=changes)
     result = await ctx.queues.dlq_replay(
         req.queue, count=req.count, reset_attempts=req.reset_attempts
     )
@@ -209,7 +377,12 @@ PREVIEW_ROWS = 15
 """Jobs a replay's preview shows: the count is the DLQ's depth, not a read of every job."""
 
 
-async def preview_replay(req: DlqReplayRequest, ctx: CommandContext) -> DlqListReply:
+async def preview_replay(
+    req: DlqReplayRequest, ctx: CommandContext
+) -> DlqListReply | DlqReplayOnePreview:
+    if req.job_id is not None:
+        entry, changes = await ctx.queues.dlq_replay_one_preview(req.queue, req.job_id, req.edit)
+        return DlqReplayOnePreview(queue=req.queue, entry=entry, changes=changes)
     shown = min(req.count, PREVIEW_ROWS)
     listing = await ctx.queues.dlq_list(req.queue, limit=shown, oldest_first=True)
     count = min(req.count, listing.depth)
@@ -258,7 +431,11 @@ register(
         role=Role.OPERATOR,
         parse=parse_replay,
         run=run_replay,
-        examples=("dlq replay batch-jobs --count 10",),
+        examples=(
+            "dlq replay batch-jobs --count 10",
+            "dlq replay batch-jobs 1234 --set customer.id=cus_2 --set amount.value=1999",
+            "dlq replay batch-jobs 1234 --patch '{\"retryOf\": null}'",
+        ),
         confirm=lambda req: True,
         preview=preview_replay,
         parser=replay_parser,

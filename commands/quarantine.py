@@ -1,8 +1,11 @@
-"""`quarantine QUEUE JOB_ID --reason TEXT` and `quarantine QUEUE --failed-matching REGEX`."""
+"""`quarantine QUEUE JOB_ID --reason TEXT`, `quarantine QUEUE --failed-matching REGEX`, and
+`quarantine QUEUE --cluster K` or any of find's filters (commands/find.py: the jobs `find`
+would list, each moved by the same script as one job is)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -11,10 +14,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from bot.errors import UsageError
 from bot.patterns import PatternTooSlow, compile_user_pattern
 from bot.queues.bullmq.quarantine import BulkMoveStopped
-from bot.queues.models import BulkQuarantineResult, JobMove
+from bot.queues.models import BulkQuarantineResult, JobFilter, JobMove
 from bot.roles import Role
 from bot.text import plural
 from commands.context import CommandContext
+from commands.find import (
+    FilteredActionReply,
+    FilterRequest,
+    add_filter_arguments,
+    parse_plain_or_filtered,
+    run_filtered,
+)
 from commands.parsing import (
     JobId,
     QueueName,
@@ -22,7 +32,6 @@ from commands.parsing import (
     Regex,
     Request,
     WordParser,
-    parse_words,
     whole_number,
 )
 from commands.registry import Command, register
@@ -31,9 +40,26 @@ from commands.view import Block, Fields, Mark, Note, Row, Table
 
 USAGE = (
     "quarantine QUEUE JOB_ID --reason TEXT [--deep] | "
-    "quarantine QUEUE --failed-matching REGEX [--limit N] [--reason TEXT]"
+    "quarantine QUEUE --failed-matching REGEX [--limit N] [--reason TEXT] | "
+    "quarantine QUEUE --cluster K (or find's filters) [--limit N] [--dry-run]"
 )
 DEFAULT_LIMIT = 100
+
+
+def _check_one_form(
+    job_id: str | None, failed_matching: str | None, reason: str | None, deep: bool
+) -> None:
+    if job_id and failed_matching:
+        raise ValueError("give a JOB_ID or --failed-matching, not both")
+    if not job_id and not failed_matching:
+        raise ValueError(
+            "give a JOB_ID, or --failed-matching REGEX for failed jobs (or filters: "
+            "--cluster K, --name N...)"
+        )
+    if job_id and not reason:
+        raise ValueError("--reason is required: say why, it stays with the job")
+    if deep and not job_id:
+        raise ValueError("--deep is for one JOB_ID (failed jobs are never searched)")
 
 
 class QuarantineRequest(Request):
@@ -51,14 +77,54 @@ class QuarantineRequest(Request):
 
     @model_validator(mode="after")
     def _one_form(self) -> QuarantineRequest:
-        if self.job_id and self.failed_matching:
-            raise ValueError("give a JOB_ID or --failed-matching, not both")
-        if not self.job_id and not self.failed_matching:
-            raise ValueError("give a JOB_ID, or --failed-matching REGEX for failed jobs")
-        if self.job_id and not self.reason:
-            raise ValueError("--reason is required: say why, it stays with the job")
-        if self.deep and not self.job_id:
-            raise ValueError("--deep is for one JOB_ID (failed jobs are never searched)")
+        _check_one_form(self.job_id, self.failed_matching, self.reason, self.deep)
+        return self
+
+
+class QuarantineFilteredRequest(FilterRequest):
+    """The words with one of find's filters (or --dry-run): the jobs they select (with
+    --failed-matching as the reason filter, failed jobs unless --state says otherwise),
+    or, with --dry-run alone, one of the plain forms, shown and not done."""
+
+    queue: QueueName
+    job_id: JobId | None = None
+    reason: Reason | None = None
+    failed_matching: Regex | None = None
+    limit: int = Field(DEFAULT_LIMIT, ge=1)
+    deep: bool = False
+
+    @property
+    def selects(self) -> bool:
+        return self.filtered
+
+    def plain(self) -> QuarantineRequest:
+        return QuarantineRequest(
+            queue=self.queue,
+            job_id=self.job_id,
+            reason=self.reason,
+            failed_matching=self.failed_matching,
+            limit=self.limit,
+            deep=self.deep,
+        )
+
+    def job_filter(self, default_limit: int) -> JobFilter:
+        flt = super().job_filter(default_limit)
+        if self.failed_matching is None:
+            return flt
+        return replace(
+            flt,
+            reason=compile_user_pattern(self.failed_matching),
+            states=flt.states or ("failed",),
+        )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> QuarantineFilteredRequest:
+        if not self.selects:
+            _check_one_form(self.job_id, self.failed_matching, self.reason, self.deep)
+        elif self.job_id:
+            raise ValueError("give a JOB_ID or filters, not both")
+        elif self.deep:
+            raise ValueError("--deep is for one JOB_ID")
         return self
 
 
@@ -224,6 +290,40 @@ async def preview(req: QuarantineRequest, ctx: CommandContext) -> BulkPreviewRep
     )
 
 
+AnyQuarantine = QuarantineRequest | QuarantineFilteredRequest
+
+
+async def preview_or_dry_run(req: AnyQuarantine, ctx: CommandContext) -> Reply:
+    """What the request would move, changing nothing: the confirmation's preview, and what
+    --dry-run answers (one job: where it is now)."""
+    if isinstance(req, QuarantineFilteredRequest):
+        if req.selects:
+            return await _filtered(req, ctx, preview=not req.dry_run)
+        req_plain = req.plain()
+    else:
+        req_plain = req
+    if req_plain.failed_matching is not None:
+        return await preview(req_plain, ctx)
+    job_id = req_plain.job_id or ""
+    detail = await ctx.queues.job(req.queue, job_id)
+    return DryRunReply(queue=req.queue, job_id=job_id, state=detail.state)
+
+
+class DryRunReply(Reply):
+    queue: str
+    job_id: str
+    state: str
+
+    def view(self) -> list[Block]:
+        return [
+            Note(
+                mark=Mark.WARN,
+                text=f"dry run: would move job {self.job_id} ({self.state}) from "
+                f"'{self.queue}' to its DLQ; nothing changed",
+            )
+        ]
+
+
 def parser() -> WordParser:
     parser = WordParser("quarantine", USAGE)
     parser.add_argument("queue", metavar="QUEUE", help="the queue the job is in")
@@ -243,8 +343,9 @@ def parser() -> WordParser:
         "--limit",
         type=whole_number,
         metavar="N",
-        help=f"with --failed-matching: move at most N (default {DEFAULT_LIMIT})",
+        help=f"with --failed-matching or filters: move at most N (default {DEFAULT_LIMIT})",
     )
+    add_filter_arguments(parser, reason_flag=None, limit=False, suppress=True)
     parser.add_argument(
         "--deep",
         action="store_true",
@@ -253,11 +354,37 @@ def parser() -> WordParser:
     return parser
 
 
-def parse(words: Sequence[str]) -> QuarantineRequest:
-    return parse_words(QuarantineRequest, parser(), words)
+def parse(words: Sequence[str]) -> AnyQuarantine:
+    """The request as it always was, or with find's filters (or --dry-run) the filtered
+    one: the plain words make exactly the request they made before filters existed."""
+    found: AnyQuarantine = parse_plain_or_filtered(
+        QuarantineRequest, QuarantineFilteredRequest, parser, words, own=("limit",)
+    )
+    return found
 
 
-async def run(req: QuarantineRequest, ctx: CommandContext) -> Reply:
+def _filters(req: QuarantineFilteredRequest) -> str:
+    words = req.described()
+    if req.failed_matching is None:
+        return words
+    regex = f"reason /{req.failed_matching}/"
+    return regex if words == "no filter" else f"{words}, {regex}"
+
+
+async def _filtered(
+    req: QuarantineFilteredRequest, ctx: CommandContext, *, preview: bool
+) -> FilteredActionReply:
+    reply = await run_filtered(req, ctx, "quarantine", preview=preview, reason=req.reason)
+    return reply.model_copy(update={"filters": _filters(req)})
+
+
+async def run(req: AnyQuarantine, ctx: CommandContext) -> Reply:
+    if isinstance(req, QuarantineFilteredRequest):
+        if req.selects:
+            return await _filtered(req, ctx, preview=False)
+        if req.dry_run:
+            return await preview_or_dry_run(req, ctx)
+        req = req.plain()
     if req.failed_matching is not None:
         try:
             result = await ctx.queues.quarantine_matching(
@@ -282,6 +409,13 @@ async def run(req: QuarantineRequest, ctx: CommandContext) -> Reply:
     return QuarantineReply(queue=req.queue, dlq=ctx.queues.dlq_shown(req.queue), move=move)
 
 
+def _asks(req: AnyQuarantine) -> bool:
+    """A bulk move asks first; one job does not, a dry run never does."""
+    if isinstance(req, QuarantineFilteredRequest):
+        return (req.selects or req.failed_matching is not None) and not req.dry_run
+    return req.failed_matching is not None
+
+
 register(
     Command(
         name="quarantine",
@@ -291,11 +425,12 @@ register(
         role=Role.OPERATOR,
         parse=parse,
         run=run,
-        confirm=lambda req: req.failed_matching is not None,
-        preview=preview,
+        confirm=_asks,
+        preview=preview_or_dry_run,
         examples=(
             'quarantine batch-jobs 1234 --reason "crashes the PDF renderer"',
             'quarantine batch-jobs --failed-matching "ECONNRESET" --limit 500',
+            "quarantine batch-jobs --cluster 3f2a91c0 --dry-run",
         ),
         parser=parser,
     )

@@ -114,11 +114,21 @@ FAMILIES: dict[str, str] = {
     "dlq": "commands.dlq",
     "job": "commands.job",
     # -- failures and find (issue 14) --
+    "failures": "commands.find",
+    "find": "commands.find",
+    "promote": "commands.find",
+    "remove": "commands.find",
     "pause": "commands.control",
     "resume": "commands.control",
     "retry": "commands.control",
     # -- queue actions (issue 14) --
+    "clean": "commands.queue_actions",
+    "empty": "commands.queue_actions",
+    "obliterate": "commands.queue_actions",
+    "add": "commands.queue_actions",
+    "schedulers": "commands.queue_actions",
     # -- workers (issue 14) --
+    "workers": "commands.workers",
     "drain": "commands.drain",
     "cron": "commands.cron",
     "budget": "commands.budget",

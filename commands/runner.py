@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.errors import QueueOpsError
+from bot.errors import QueueOpsError, RedisQuotaExhausted
 from commands.context import CommandContext
 from commands.registry import Command, resolve
 from commands.reply import ErrorReply, Reply
@@ -112,6 +112,9 @@ async def execute(
             )
         return done(await command.run(request, ctx))
     except QueueOpsError as err:
+        if RedisQuotaExhausted.matches(err) and not isinstance(err, RedisQuotaExhausted):
+            # A module that wrapped Redis's answer (a bulk move's "stopped: ...").
+            return done(_quota_exhausted(ctx, err), redis_error=True)
         return done(ErrorReply(message=str(err), exit_code=err.exit_code))
     except OSError as err:
         if err.filename is not None:
@@ -119,8 +122,12 @@ async def execute(
             return done(ErrorReply(message=f"cannot use {err.filename}: {err.strerror or err}"))
         return done(_redis_unreachable(ctx, err), redis_error=True)
     except (RedisConnectionError, RedisTimeoutError) as err:
+        if RedisQuotaExhausted.matches(err):
+            return done(_quota_exhausted(ctx, err), redis_error=True)
         return done(_redis_unreachable(ctx, err), redis_error=True)
     except ResponseError as err:
+        if RedisQuotaExhausted.matches(err):
+            return done(_quota_exhausted(ctx, err), redis_error=True)
         location = ctx.settings.redis_location()
         return done(
             ErrorReply(message=f"Redis at {location} refused the command: {err}"),
@@ -134,6 +141,12 @@ async def execute(
             ),
             redis_error=True,
         )
+
+
+def _quota_exhausted(ctx: CommandContext, err: Exception) -> ErrorReply:
+    """Upstash's `ERR max requests limit exceeded`: the cause and the fix, in one line."""
+    quota = RedisQuotaExhausted.for_location(ctx.settings.redis_location(), err)
+    return ErrorReply(message=str(quota), exit_code=quota.exit_code)
 
 
 def _redis_unreachable(ctx: CommandContext, err: Exception) -> ErrorReply:

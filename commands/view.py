@@ -19,6 +19,7 @@ class Mark(StrEnum):
     BACKLOG = "backlog"
     FAILING = "failing"
     PAUSED = "paused"
+    NO_WORKERS = "no workers"
     OK = "ok"
     WARN = "warn"
     ERROR = "error"
@@ -76,6 +77,19 @@ class Chart(BaseModel):
     series: dict[str, list[tuple[int, int]]]
 
 
+class Attachment(BaseModel):
+    """A whole document beside the reply (a job's full JSON): a file in Slack, a one-line
+    note in text (which points to `--json` or a command that prints all of it)."""
+
+    kind: Literal["attachment"] = "attachment"
+    filename: str
+    content: str
+    title: str
+    note: str = ""
+    """What the text renderer says instead of the file, e.g. "--json has all of it"."""
+
+
 Block = Annotated[
-    Heading | Text | Note | Fields | Table | Code | Chart, Field(discriminator="kind")
+    Heading | Text | Note | Fields | Table | Code | Chart | Attachment,
+    Field(discriminator="kind"),
 ]

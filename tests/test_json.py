@@ -82,9 +82,20 @@ async def test_every_commands_json_is_camel_case(
         "dlq show a 2",
         "job show a 1",
         # -- failures and find (issue 14) --
+        "failures a",
+        "find a --state failed --name poison",
+        "promote a --name poison --dry-run",
+        "remove a --state failed --name poison --dry-run",
         # -- queue actions (issue 14) --
+        "clean a --state completed --older-than 1h",
+        "empty a --confirm a",
+        "obliterate a",
+        """add a backfill '{"invoice": 42}' --delay 1m --priority 2""",
+        "schedulers a",
         # -- workers (issue 14) --
+        "workers a",
         # -- job detail and edit-then-replay (issue 14) --
+        "dlq replay a 2 --set payload.text=fixed",
         "job show a 999",
         "retry a --count 1",
         "pause a",

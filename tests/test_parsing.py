@@ -79,7 +79,16 @@ def test_the_commands_that_act_in_bulk_ask_for_confirmation() -> None:
     from commands.registry import all_commands
 
     asking = {c.name for c in all_commands() if c.preview is not None}
-    assert asking == {"quarantine", "dlq replay", "mode", "rotate-token"}
+    assert asking == {
+        "quarantine",
+        "dlq replay",
+        "mode",
+        "rotate-token",
+        "clean",
+        "retry",
+        "promote",
+        "remove",
+    }
     terminal = {c.name for c in all_commands() if c.confirm_in_terminal}
     assert terminal == {"mode", "rotate-token"}  # the CLI asks only for deployment changes
     quarantine, rest = resolve(["quarantine", "q", "1", "--reason", "r"])
@@ -145,9 +154,28 @@ INTERNAL_RE = re.compile(r"\b[a-z]+_[a-z_]+\b")  # a snake_case name: a field, n
         ("dlq replay q --count 0", "--count: must be at least 1 (got 0)"),
         ("dlq replay q --count lots", "--count: 'lots' is not a whole number"),
         # -- failures and find (issue 14) --
+        ("failures q --scan ten", "--scan: 'ten' is not a whole number"),
+        ("find q --state done", "--state: 'done' is not a job state"),
+        ("find q --cluster xyz", "--cluster: 'xyz' is not a cluster key"),
+        ("find q --data-path user.id", "--data-path: 'user.id' is not PATH=VALUE"),
+        ("promote q", "give an ID, --all, or filters"),
+        ("remove q", "give filters"),
+        ("retry q --count 5 --name x", "give --count or filters, not both"),
+        ("quarantine q 5 --cluster 0123abcd", "give a JOB_ID or filters, not both"),
         # -- queue actions (issue 14) --
+        ("clean q --state done --older-than 1h", "--state: 'done' is not one of completed, failed"),
+        ("clean q --state failed", "missing --older-than"),
+        ("empty", "missing QUEUE"),
+        ("obliterate q --confirm", "--confirm needs a value"),
+        ("add q job '{nope'", "JSON is not valid: Expecting property name"),
+        ("schedulers q extra", "unexpected words: extra"),
         # -- workers (issue 14) --
+        ("workers a b", "unexpected words: b"),
         # -- job detail and edit-then-replay (issue 14) --
+        ("dlq replay q --set a.b=1", "--set and --patch edit one job: name its JOB_ID"),
+        ("dlq replay q 1 --set ab", "--set: 'ab' is not PATH=VALUE (e.g. customer.id=42)"),
+        ("dlq replay q 1 --patch '[1]'", "--patch: must be a JSON object"),
+        ("dlq replay q 1 --count 2", "JOB_ID replays that one job; leave out --count"),
         ("job show q", "missing JOB_ID"),
         ("job show q 1:2", "JOB_ID: '1:2' is not a job id"),
         ("db init-dlq now", "unexpected words: now"),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from bot.patterns import UserPattern
 from bot.queues.keys import DEFAULT_PREFIX
 
 
@@ -74,6 +75,18 @@ class QueueSnapshot(QueueRecord):
         default_factory=dict,
         description="a DB queue's rows in statuses outside the vocabulary, by status",
     )
+    workers: int | None = Field(
+        None, description="npm bullmq Workers connected (CLIENT LIST); None: unknown"
+    )
+    workers_unknown: bool = Field(
+        False, description="Redis refused CLIENT LIST: nobody can tell how many are connected"
+    )
+    throughput: Throughput | None = Field(
+        None, description="jobs finished per minute recently (BullMQ metrics or samples)"
+    )
+    time_to_empty_ms: int | None = Field(
+        None, description="waiting jobs / completed per minute; None when nothing completes"
+    )
 
 
 class QueueWork(QueueRecord):
@@ -92,6 +105,12 @@ class QueueWork(QueueRecord):
     )
     dlq_shown: str | None = Field(
         None, exclude=True, description="where its DLQ is, when not `<queue><suffix>`"
+    )
+    metrics_completed: int | None = Field(
+        None, description="BullMQ's metrics counter of completed jobs (None: not recorded)"
+    )
+    workers: int | None = Field(
+        None, description="Workers connected, when the watcher asked (None: not asked)"
     )
 
     @property
@@ -218,15 +237,268 @@ class JobDetail(QueueRecord):
     processed_ms: int | None = None
     finished_ms: int | None = None
     in_dlq: bool = Field(False, description="a DB row with a DLQ entry not yet replayed")
+    progress: object = Field(None, description="what the worker last reported (updateProgress)")
+    return_value: object = None
+    attempts_started: int | None = None
+    delay_ms: int | None = None
+    priority: int | None = None
+    processed_by: str | None = Field(None, description="the worker that took it last (pb)")
+    logs: list[str] = Field(
+        default_factory=list, description="the newest job logs (addJobLog), oldest first"
+    )
+    logs_total: int = Field(0, description="how many log lines the job has in all")
+    parent_key: str | None = Field(None, description="a flow child's parent: `prefix:queue:id`")
+    children: JobChildren | None = Field(None, description="a flow parent's children")
+    original_data: object = Field(
+        None, description="the data before an edited replay (`qo.originalData`), if any"
+    )
 
 
 # --- workers and throughput (issue 14) ---
 
 
+class WorkerConnection(Record):
+    """One npm bullmq Worker connected to Redis, as CLIENT LIST shows it: the Worker's
+    blocking connection, named `<prefix>:<base64(queue name)>[:w:<worker name>]`."""
+
+    address: str = Field(description="the Worker's host:port as Redis sees it")
+    age_s: int = Field(description="seconds since it connected")
+    idle_s: int = Field(description="seconds since its last command")
+    worker_name: str | None = Field(None, description="the Worker's `name` option, if set")
+    last_command: str = Field("", description="its last command (bzpopmin: waiting for jobs)")
+    node: str | None = Field(None, description="the cluster node it is connected to")
+
+
+class QueueWorkers(QueueRecord):
+    """The Workers connected for one queue; `workers` is None when Redis refused CLIENT
+    LIST (some managed Redis do), so nobody can tell."""
+
+    workers: list[WorkerConnection] | None
+
+
+class Throughput(Record):
+    """Jobs finished per minute, recently: from BullMQ's metrics keys when the Workers
+    record them (`metrics` option), else from the depth samples the tick takes."""
+
+    completed_per_min: float | None = Field(None, description="None: nothing measured it")
+    failed_per_min: float | None = None
+    source: str = Field("none", description='"metrics" (BullMQ\'s keys), "samples" or "none"')
+    window_min: float = Field(0.0, description="how many minutes the rate covers")
+
+
 # --- failures, find and filtered bulk actions (issue 14) ---
+
+
+class FoundJob(Record):
+    """One job a scan matched (`find`, the preview of a filtered action)."""
+
+    job_id: str
+    job_name: str
+    state: str = Field(description="BullMQ's word: waiting, active, failed, delayed...")
+    timestamp: int | None = Field(None, description="when it was created (ms)")
+    finished_on: int | None = None
+    attempts: int = 0
+    failed_reason: str | None = Field(None, description="its first line, cut to 300 chars")
+
+
+class ScanStats(Record):
+    """How a bounded scan went: jobs looked at, of how many in the states scanned, and
+    whether it stopped before looking at all of them (`stopped_by`: "limit" when enough
+    matched, "scan" at the --scan bound; None when it looked at every job)."""
+
+    states: list[str]
+    looked: int
+    total: int
+    matched: int
+    calls: int
+    stopped_early: bool
+    stopped_by: str | None = None
+    too_large: int = Field(0, description="payloads too large to search by data")
+
+
+class FindResult(QueueRecord):
+    jobs: list[FoundJob]
+    scan: ScanStats
+    note: str | None = Field(None, description="what the scan could not tell by its counts")
+
+
+class FailureCluster(Record):
+    """Failed jobs whose reasons read the same once ids, numbers, quoted values and
+    timestamps are replaced; `key` is what `--cluster K` takes."""
+
+    key: str
+    text: str
+    count: int
+    first_seen_ms: int | None
+    last_seen_ms: int | None
+    names: list[Tally] = Field(description="the job names involved, most frequent first")
+    sample_id: str
+    sample_reason: str
+
+
+class FailureReport(QueueRecord):
+    clusters: list[FailureCluster]
+    scan: ScanStats
+
+
+class ActionSkip(Record):
+    job_id: str
+    problem: str
+
+
+class FilteredActionResult(QueueRecord):
+    """A filtered bulk action (`retry`, `quarantine`, `promote`, `remove` with filters or
+    --cluster): what it did to the matches, or with `dry_run` what it would do."""
+
+    action: str
+    dry_run: bool = False
+    selected: list[FoundJob] = Field(description="the matches (all of them, up to the limit)")
+    done: list[str] = Field(default_factory=list, description="ids acted on")
+    skipped: list[ActionSkip] = Field(default_factory=list)
+    scan: ScanStats
+    dlq: str | None = Field(None, description="quarantine and remove: where the jobs went")
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What `find` and the filtered actions select: every given part must hold.
+
+    `states` empty: every state. `reason` is a user's RE2 pattern (bot/patterns.py), matched
+    off the loop; `data_text` a substring of the payload's JSON; `data_path` a dotted path
+    and the value it must equal (a number compares as a number); `older_than_ms` the age of
+    the job (since it was created); `cluster` a failure cluster's key (failed jobs only)."""
+
+    states: tuple[str, ...] = ()
+    name: str | None = None
+    job_id: str | None = None
+    reason: UserPattern | None = None
+    data_text: str | None = None
+    data_path: tuple[str, str] | None = None
+    older_than_ms: int | None = None
+    cluster: str | None = None
+    limit: int = 20
+    scan: int = 10_000
+
+    @property
+    def needs_data(self) -> bool:
+        return self.data_text is not None or self.data_path is not None
+
+    @property
+    def is_empty(self) -> bool:
+        """No condition at all: it selects every job of the states scanned."""
+        return not (
+            self.states
+            or self.name
+            or self.job_id
+            or self.reason
+            or self.needs_data
+            or self.older_than_ms is not None
+            or self.cluster
+        )
 
 
 # --- queue actions (issue 14) ---
 
 
+class CleanResult(QueueRecord):
+    """`clean`: finished jobs removed, oldest first."""
+
+    state: str = Field(description="completed or failed")
+    older_than_ms: int
+    removed: int
+    left_older: int = Field(description="jobs of that state still older than the cut-off")
+
+
+class EmptyResult(QueueRecord):
+    """`empty`: waiting (with paused), prioritized and delayed jobs removed, by state."""
+
+    removed: dict[str, int]
+    left: dict[str, int]
+    kept_scheduler_jobs: int = Field(description="a job scheduler's next run, kept each")
+
+
+class ObliterateResult(QueueRecord):
+    """`obliterate`: the queue and all its jobs deleted."""
+
+    calls: int = Field(description="bounded script calls it took")
+    forced: bool
+
+
+class AddedJob(QueueRecord):
+    """`add`: the job as PyPI bullmq's Queue.add stored it."""
+
+    job_id: str
+    job_name: str
+    delay_ms: int = 0
+    priority: int = 0
+
+
+class SchedulerInfo(Record):
+    """One job scheduler (npm bullmq 5: `repeat` zset + `repeat:<id>` hash) or legacy
+    repeatable job (`legacy`: its key is `name:id:endDate:tz:pattern`)."""
+
+    key: str = Field(description="the scheduler id (legacy: the repeat key)")
+    job_name: str
+    next_ms: int = Field(description="when its next job runs (ms since the epoch)")
+    pattern: str | None = None
+    every_ms: int | None = None
+    tz: str | None = None
+    iterations: int | None = Field(None, description="jobs it has made so far (npm's `ic`)")
+    limit: int | None = None
+    end_ms: int | None = None
+    legacy: bool = False
+    last_completed_ms: int | None = Field(
+        None, description="finishedOn of its newest completed job, if among those scanned"
+    )
+
+
+class SchedulerListing(QueueRecord):
+    total: int = Field(description="schedulers in the queue (the first 100 are listed)")
+    schedulers: list[SchedulerInfo]
+    completed_scanned: int = Field(description="newest completed jobs looked at for last runs")
+
+
 # --- job detail and edit-then-replay (issue 14) ---
+
+
+class JobChildren(Record):
+    """A flow parent's children, as npm bullmq's getDependencies names them: `pending`
+    (`:dependencies`, not finished), `processed` (`:processed`, done), `ignored` (`:failed`,
+    failed with ignoreDependencyOnFailure) and `failed` (`:unsuccessful`). Counts are exact;
+    the keys (`prefix:queue:id`) are the first few only (bounded reads)."""
+
+    pending: int = 0
+    processed: int = 0
+    ignored: int = 0
+    failed: int = 0
+    pending_keys: list[str] = Field(default_factory=list)
+    processed_keys: list[str] = Field(default_factory=list)
+    ignored_reasons: dict[str, str] = Field(default_factory=dict)
+    failed_keys: list[str] = Field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.processed + self.ignored + self.failed
+
+
+class DataChange(Record):
+    """One path an edited replay changes: the JSON text before and after (None: absent)."""
+
+    path: str
+    before: str | None
+    after: str | None
+
+
+class DataEdit(Record):
+    """An edit of a job's data for `dlq replay QUEUE ID`: a JSON merge patch (RFC 7386),
+    applied first, then each `--set` (a path's keys, and the JSON value it gets)."""
+
+    patch: dict[str, object] | None = None
+    sets: list[tuple[list[str], object]] = Field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.patch is None and not self.sets
+
+
+JobDetail.model_rebuild()

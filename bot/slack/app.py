@@ -33,8 +33,8 @@ from bot.slack.words import split_words
 from commands.registry import resolve
 from commands.reply import ErrorReply, Reply
 from commands.runner import ConfirmationNeeded
+from commands.view import Attachment, Chart, Mark, Note
 from commands.view import Block as ViewBlock
-from commands.view import Chart, Mark, Note
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,8 @@ class SlackHandlers:
             await self._upload_charts(reply.view(), channel)
 
     async def _upload_charts(self, view: Sequence[ViewBlock], channel: str) -> None:
+        """The files a reply carries beside its message: a chart as a PNG, an Attachment
+        (a job's whole JSON) as it is."""
         for item in view:
             if isinstance(item, Chart):
                 data = {q: pts for q, pts in item.series.items() if len(pts) >= 2}
@@ -156,6 +158,13 @@ class SlackHandlers:
                         filename="queue-depth.png",
                         title=item.title,
                     )
+            elif isinstance(item, Attachment):
+                await self.client.files_upload_v2(
+                    channel=channel,
+                    content=item.content.encode("utf-8"),
+                    filename=item.filename,
+                    title=item.title,
+                )
 
     async def on_confirm(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
         await ack()

@@ -23,14 +23,15 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.text import plural
+from commands.view import Attachment, Chart, Code, Fields, Heading, Mark, Note, Table, Text
 from commands.view import Block as ViewBlock
-from commands.view import Chart, Code, Fields, Heading, Mark, Note, Table, Text
 
 MARK_EMOJI = {
     Mark.HEALTHY: ":large_green_circle:",
     Mark.BACKLOG: ":large_yellow_circle:",
     Mark.FAILING: ":red_circle:",
     Mark.PAUSED: ":double_vertical_bar:",
+    Mark.NO_WORKERS: ":no_entry:",
     Mark.OK: ":white_check_mark:",
     Mark.WARN: ":warning:",
     Mark.ERROR: ":x:",
@@ -98,6 +99,17 @@ def render_blocks(view: Sequence[ViewBlock]) -> list[Block]:
                     elements=[
                         MarkdownTextObject(
                             text=f":chart_with_upwards_trend: {escape(item.title)}: picture below"
+                        )
+                    ]
+                )
+            )
+        elif isinstance(item, Attachment):
+            # The file itself is uploaded beside the message (files_upload_v2), as a chart is.
+            blocks.append(
+                ContextBlock(
+                    elements=[
+                        MarkdownTextObject(
+                            text=f":paperclip: {escape(item.title)}: {escape(item.filename)} below"
                         )
                     ]
                 )

@@ -26,6 +26,8 @@
 //   resume    {"prefix","queue"}                    {"paused": bool}
 //   is-paused {"prefix","queue"}                    {"paused": bool}
 //   log       {"prefix","queue","id","line"}        {"ok": true}
+//   attempts  {"prefix","queue","attempts","logLines","data"}  {"id"}: failing every attempt, logs
+//   flow      {"prefix","queue"}                    {"parent","children"}: a FlowProducer parent
 
 import { randomUUID } from 'node:crypto';
 import { FlowProducer, Job, Queue, Worker } from 'bullmq';
@@ -576,6 +578,218 @@ async function log(res, args) {
   return { ok: true };
 }
 
+/**
+ * attempts {prefix, queue, attempts, logLines?, data?}: one job 'flaky' that fails every one
+ * of its `attempts` attempts (no backoff), as a Worker runs it: each attempt writes
+ * `logLines` (default 1) job log lines (`attempt <n> line <i>`, job.log) and reports
+ * progress ({attempt: n}) before it throws
+ * `flaky failure on attempt <n>`. The queue must hold no other waiting jobs. Prints {"id"}.
+ */
+async function attemptsJob(res, args) {
+  const prefix = requireString(args, 'prefix');
+  const name = requireString(args, 'queue');
+  const attempts = args.attempts ?? 3;
+  if (!Number.isInteger(attempts) || attempts < 1) {
+    throw new UsageError('args.attempts must be a positive integer');
+  }
+  const logLines = args.logLines ?? 1;
+  const queue = res.queue(name, prefix);
+  const added = await queue.add('flaky', args.data ?? { n: 1 }, { attempts });
+  let resolveDone;
+  const done = new Promise(resolve => {
+    resolveDone = resolve;
+  });
+  const worker = res.track(
+    new Worker(
+      name,
+      async job => {
+        const attempt = job.attemptsMade + 1;
+        for (let i = 0; i < logLines; i += 1) await job.log(`attempt ${attempt} line ${i}`);
+        await job.updateProgress({ attempt });
+        throw new Error(`flaky failure on attempt ${attempt}`);
+      },
+      { connection: res.connection, prefix, concurrency: 1, autorun: false },
+    ),
+  );
+  worker.on('failed', job => {
+    if (job && job.attemptsMade >= attempts) resolveDone();
+  });
+  const timer = setTimeout(resolveDone, 20000);
+  worker.run().catch(err => process.stderr.write(`worker.run: ${err.message}\n`));
+  await done;
+  clearTimeout(timer);
+  await worker.close();
+  return { id: added.id };
+}
+
+/**
+ * flow {prefix, queue}: a FlowProducer parent 'assemble' in `queue` with four children in
+ * `<queue>-children`: one completed (its parent's `:processed`), one failed with
+ * ignoreDependencyOnFailure (the parent's `:failed`), two delayed an hour (still pending,
+ * `:dependencies`). Prints {"parent": id, "children": {"done","ignored","pending":[...]}}.
+ */
+async function flowJob(res, args) {
+  const prefix = requireString(args, 'prefix');
+  const name = requireString(args, 'queue');
+  const childQueue = `${name}-children`;
+  const flow = res.track(new FlowProducer({ connection: res.connection, prefix }));
+  const child = (n, extra = {}) => ({
+    name: 'fetch-section',
+    queueName: childQueue,
+    data: { n },
+    opts: extra,
+  });
+  const tree = await flow.add({
+    name: 'assemble',
+    queueName: name,
+    data: { report: 'weekly' },
+    children: [
+      child(0),
+      child(1, { ignoreDependencyOnFailure: true }),
+      child(2, { delay: HOUR_MS }),
+      child(3, { delay: HOUR_MS }),
+    ],
+  });
+  const worker = res.track(
+    new Worker(
+      childQueue,
+      async job => {
+        if (job.data.n === 1) throw new Error('section 1 is missing');
+        return { rows: job.data.n };
+      },
+      { connection: res.connection, prefix, concurrency: 1, autorun: false },
+    ),
+  );
+  const finished = waitForEvents(worker, ['failed', 'completed'], 2, 10000);
+  worker.run().catch(err => process.stderr.write(`worker.run: ${err.message}\n`));
+  await finished;
+  await worker.close();
+  const ids = tree.children.map(c => c.job.id);
+  return {
+    parent: tree.job.id,
+    children: { done: ids[0], ignored: ids[1], pending: [ids[2], ids[3]] },
+  };
+}
+
+/**
+ * workers {prefix, queue, count?, seconds, maxDataPoints?, name?}: `count` (default 1)
+ * always-on Workers on `queue` with `metrics: {maxDataPoints}` (default 60) and, when
+ * given, the Worker `name` option, connected for `seconds`, then closed. Each completes its
+ * jobs, or fails a job whose data has `fail: true`. For queueops' `workers` and throughput
+ * tests (run in the background while the test looks). Prints {"workers", "completed",
+ * "failed"}.
+ */
+async function connectedWorkers(res, args) {
+  const prefix = requireString(args, 'prefix');
+  const name = requireString(args, 'queue');
+  const count = args.count ?? 1;
+  if (!Number.isInteger(count) || count < 1 || count > 20) {
+    throw new UsageError('args.count must be an integer from 1 to 20');
+  }
+  const seconds = Number(args.seconds ?? 5);
+  const maxDataPoints = args.maxDataPoints ?? 60;
+  let completed = 0;
+  let failed = 0;
+  const workers = [];
+  for (let i = 0; i < count; i += 1) {
+    const worker = res.track(
+      new Worker(
+        name,
+        async job => {
+          if (job.data && job.data.fail) throw new Error(`boom ${job.id}`);
+          return { ok: true };
+        },
+        {
+          connection: res.connection,
+          prefix,
+          metrics: { maxDataPoints },
+          ...(args.name ? { name: `${args.name}-${i}` } : {}),
+        },
+      ),
+    );
+    worker.on('completed', () => {
+      completed += 1;
+    });
+    worker.on('failed', () => {
+      failed += 1;
+    });
+    workers.push(worker);
+  }
+  await Promise.all(workers.map(w => w.waitUntilReady()));
+  await new Promise(resolve => setTimeout(resolve, seconds * 1000));
+  for (const worker of workers) await worker.close();
+  return { workers: workers.length, completed, failed };
+}
+
+/**
+ * npm-snapshot {prefix, queues}: what a dashboard built on npm bullmq sends for "counts and
+ * workers of every queue": getJobCounts() and getWorkers() per queue, once to warm up (the
+ * script load), then once counted on the shared connection (every command it sends, by
+ * name). For queueops' snapshot-with-workers benchmark. Prints {"commands", "total",
+ * "workers": {queue: n}, "counts": {queue: {...}}}.
+ */
+async function npmSnapshot(res, args) {
+  const prefix = requireString(args, 'prefix');
+  if (!Array.isArray(args.queues) || args.queues.length === 0) {
+    throw new UsageError('args.queues must be a non-empty list');
+  }
+  const queues = args.queues.map(name => res.queue(name, prefix));
+  const once = async () => {
+    const counts = {};
+    const workers = {};
+    for (const queue of queues) {
+      counts[queue.name] = await queue.getJobCounts();
+      workers[queue.name] = (await queue.getWorkers()).length;
+    }
+    return { counts, workers };
+  };
+  await once();
+  const commands = {};
+  const conn = res.connection;
+  const send = conn.sendCommand.bind(conn);
+  conn.sendCommand = (command, ...rest) => {
+    const name = String(command.name).toUpperCase();
+    commands[name] = (commands[name] || 0) + 1;
+    return send(command, ...rest);
+  };
+  const seen = await once();
+  conn.sendCommand = send;
+  const total = Object.values(commands).reduce((a, b) => a + b, 0);
+  return { commands, total, ...seen };
+}
+
+/**
+ * fail-with {prefix, queue, jobs: [{name, data, reason}]}: add the jobs and fail each by a
+ * Worker whose processor throws `new Error(reason)` for it (realistic, varied reasons, with
+ * the Worker's real stack trace). The queue must hold no other waiting jobs. {"ids": [...]}.
+ */
+async function failWith(res, args) {
+  const prefix = requireString(args, 'prefix');
+  const name = requireString(args, 'queue');
+  if (!Array.isArray(args.jobs) || args.jobs.length === 0) {
+    throw new UsageError('args.jobs must be a non-empty list of {name, data, reason}');
+  }
+  const queue = res.queue(name, prefix);
+  const jobs = await queue.addBulk(
+    args.jobs.map(j => ({ name: j.name ?? 'job', data: j.data ?? {}, opts: { attempts: 1 } })),
+  );
+  const reasons = new Map(jobs.map((job, i) => [job.id, String(args.jobs[i].reason)]));
+  const worker = res.track(
+    new Worker(
+      name,
+      async job => {
+        throw new Error(reasons.get(job.id) ?? 'unexpected job');
+      },
+      { connection: res.connection, prefix, concurrency: 50, autorun: false },
+    ),
+  );
+  const failed = waitForEvents(worker, ['failed'], jobs.length, 20000);
+  worker.run().catch(err => process.stderr.write(`worker.run: ${err.message}\n`));
+  await failed;
+  await worker.close();
+  return { ids: jobs.map(j => j.id) };
+}
+
 const COMMANDS = {
   populate,
   counts,
@@ -583,12 +797,17 @@ const COMMANDS = {
   add,
   process: processJobs,
   fail: failJobs,
+  'fail-with': failWith,
   'idle-workers': idleWorkers,
+  workers: connectedWorkers,
+  'npm-snapshot': npmSnapshot,
   where,
   pause: (res, args) => setPaused(res, args, true),
   resume: (res, args) => setPaused(res, args, false),
   'is-paused': isPaused,
   log,
+  attempts: attemptsJob,
+  flow: flowJob,
 };
 
 // --------------------------------------------------------------------------

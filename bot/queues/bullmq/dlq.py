@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from bot.errors import Refused
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from bot.errors import NotFound, OperationFailed, Refused, UsageError
 from bot.queues.bullmq.batching import CallSizer, ScriptCall, run_round
 from bot.queues.bullmq.control import is_paused
+from bot.queues.bullmq.scripts import _load
 from bot.queues.bullmq.store import Checkpoint, QueueStore, no_checkpoint
 from bot.queues.keys import QueueRef
-from bot.queues.models import DlqEntry, DlqListing, ReplayedJob, ReplayResult
+from bot.queues.models import (
+    DataChange,
+    DataEdit,
+    DlqEntry,
+    DlqListing,
+    ReplayedJob,
+    ReplayResult,
+)
 
 # Options a replay does not put back, and why: the job runs now (delay, timestamp), under
 # its original id, outside any schedule or flow (repeat*, parent*), and must not be
@@ -237,3 +250,228 @@ async def dlq_replay(
         left=list(left.values()),
         dropped_options=list(DROPPED_ON_REPLAY),
     )
+
+
+# --- one job by id, its data edited or as it is (issue 14) ---
+
+EDIT_DATA_MAX = 1_000_000
+"""The largest data (JSON characters) an edited replay reads and rewrites: the edit runs
+off the event loop, and the new data goes to Redis in one script call."""
+DIFF_MAX = 50
+"""Changed paths a replay's diff lists at most."""
+DIFF_VALUE_CHARS = 200
+"""A before/after value in the diff is cut here."""
+_MISSING = object()
+
+
+def _value_text(value: object) -> str | None:
+    if value is _MISSING:
+        return None
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text if len(text) <= DIFF_VALUE_CHARS else text[: DIFF_VALUE_CHARS - 1] + "…"
+
+
+def merge_patch(target: object, patch: object) -> object:
+    """RFC 7386 JSON merge patch: an object patch merges key by key (null removes a key),
+    anything else replaces the target. `target` is a fresh parse: changed in place."""
+    if not isinstance(patch, dict):
+        return patch
+    doc: dict[str, object] = target if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = merge_patch(doc.get(key), value)
+    return doc
+
+
+def _json_kind(value: object) -> str:
+    """A value's kind in JSON's words, for a message."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "string" if isinstance(value, str) else "value"
+
+
+def set_path(doc: object, keys: list[str], value: object, *, job_id: str) -> object:
+    """`doc` with the value at `keys` set: missing objects on the way are created, a list
+    is indexed by a decimal key (an existing item). One clear line when the data's shape
+    does not allow it (a number where the path needs an object)."""
+    if not keys:
+        return value
+    node = doc
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        where = ".".join(keys[: depth + 1])
+        if isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                if not isinstance(node.get(key), dict | list):
+                    if key in node and node[key] is not None:
+                        kind = _json_kind(node[key])
+                        raise UsageError(
+                            f"job {job_id}'s data has a {kind} at '{where}'; --set "
+                            f"{'.'.join(keys)} needs an object there"
+                        )
+                    node[key] = {}
+                node = node[key]
+        elif isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise UsageError(
+                    f"job {job_id}'s data has a list of {len(node)} at "
+                    f"'{'.'.join(keys[:depth]) or '(the data)'}'; '{key}' is not one of its "
+                    "indexes"
+                )
+            if last:
+                node[int(key)] = value
+            else:
+                if not isinstance(node[int(key)], dict | list):
+                    node[int(key)] = {}
+                node = node[int(key)]
+        else:
+            raise UsageError(
+                f"job {job_id}'s data is not an object at "
+                f"'{'.'.join(keys[:depth]) or '(the data)'}'; --set cannot go inside it"
+            )
+    return doc
+
+
+def data_changes(before: object, after: object, path: str = "") -> list[DataChange]:
+    """The paths whose value differs, objects compared key by key, anything else (lists,
+    numbers, strings) as a whole; at most DIFF_MAX. Descends only into objects that differ,
+    so its depth is the edit's, not the data's."""
+    out: list[DataChange] = []
+
+    def walk(a: object, b: object, at: str) -> None:
+        if len(out) >= DIFF_MAX or a == b:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in [*a, *(k for k in b if k not in a)]:
+                walk(a.get(key, _MISSING), b.get(key, _MISSING), f"{at}.{key}" if at else key)
+            return
+        out.append(DataChange(path=at or "(the data)", before=_value_text(a), after=_value_text(b)))
+
+    walk(before, after, path)
+    return out
+
+
+def edited_data(raw: str, edit: DataEdit, job_id: str) -> tuple[str, list[DataChange]]:
+    """The new data (as npm bullmq stores it: compact JSON) and what changed. CPU-bound on
+    a large payload: run off the event loop (asyncio.to_thread)."""
+    if len(raw) > EDIT_DATA_MAX:
+        raise Refused(
+            f"job {job_id}'s data is {len(raw):,} characters; an edited replay takes data up to "
+            f"{EDIT_DATA_MAX:,} (replay it as it is, or re-add it edited with `add`)"
+        )
+    try:
+        before = json.loads(raw)
+        doc = json.loads(raw)
+    except ValueError:
+        raise Refused(f"job {job_id}'s data is not JSON; it cannot be edited") from None
+    except RecursionError:
+        raise Refused(f"job {job_id}'s data is nested too deep to edit") from None
+    if edit.patch is not None:
+        doc = merge_patch(doc, edit.patch)
+    for keys, value in edit.sets:
+        doc = set_path(doc, keys, value, job_id=job_id)
+    changes = data_changes(before, doc)
+    if not changes:
+        raise UsageError(
+            f"the edit changes nothing in job {job_id}'s data; without --set/--patch it is "
+            "replayed as it is"
+        )
+    new = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    if len(new) > EDIT_DATA_MAX:
+        raise Refused(f"the edited data would be {len(new):,} characters, over {EDIT_DATA_MAX:,}")
+    return new, changes
+
+
+def _script_one(store: QueueStore) -> AsyncScript:
+    """lua/replay_one.lua, registered on this store's client once (redis-py's Script: one
+    EVALSHA a call, SCRIPT LOAD only when the server does not know it)."""
+    script = _ONE_SCRIPTS.get(store.redis)
+    if script is None:
+        script = store.redis.register_script(_load("replay_one"))
+        _ONE_SCRIPTS[store.redis] = script
+    return script
+
+
+_ONE_SCRIPTS: WeakKeyDictionary[Redis, AsyncScript] = WeakKeyDictionary()
+
+
+async def replay_one_preview(
+    store: QueueStore, queue: QueueRef, job_id: str, edit: DataEdit
+) -> tuple[DlqEntry, list[DataChange]]:
+    """What `dlq replay QUEUE ID` would do: the entry, and the diff an edit makes."""
+    entry = await dlq_show(store, queue, job_id)
+    if entry is None:
+        raise NotFound(f"job {job_id} is not in '{store.dlq(queue).shown}'")
+    if edit.empty:
+        return entry, []
+    raw = await store.redis.hget(store.dlq(queue).job(job_id), "data")
+    _, changes = await asyncio.to_thread(edited_data, str(raw or "{}"), edit, job_id)
+    return entry, changes
+
+
+async def replay_one(
+    store: QueueStore,
+    queue: QueueRef,
+    job_id: str,
+    edit: DataEdit,
+    *,
+    actor: str,
+    checkpoint: Checkpoint = no_checkpoint,
+) -> tuple[ReplayResult, list[DataChange]]:
+    """Put one quarantined job back into `queue`, its data edited (`edit`) or as it is.
+
+    Reads the DLQ copy's data, computes the edit off the event loop, then lua/replay_one.lua
+    checks the data is still what the edit was computed from and moves the job with its new
+    data in one step (the original kept on the job as `qo.originalData`): exactly once
+    across concurrent replays and crashes, the job wholly in the DLQ or wholly back.
+    """
+    if await is_paused(store, queue):
+        raise Refused(f"'{queue.shown}' is paused; resume it first, replayed jobs would not run")
+    src, dlq = queue, store.dlq(queue)
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.zscore(dlq.key("failed"), job_id)
+        pipe.hget(dlq.job(job_id), "data")
+        score, raw = await pipe.execute()
+    if score is None:
+        raise NotFound(f"job {job_id} is not in '{dlq.shown}'")
+    changes: list[DataChange] = []
+    new, before = "", ""
+    if not edit.empty:
+        before = str(raw if raw is not None else "{}")
+        new, changes = await asyncio.to_thread(edited_data, before, edit, job_id)
+    await checkpoint("read")
+    keys = [
+        dlq.key("failed"),
+        dlq.key("meta"),
+        dlq.key("events"),
+        *(src.key(s) for s in ("wait", "paused", "meta", "active", "prioritized", "marker")),
+        src.key("pc"),
+        src.key("events"),
+    ]
+    now = int(time.time() * 1000)
+    flag = "0" if edit.empty else "1"
+    args: list[str | int] = [src.base, dlq.base, now, job_id, before, _DROPPED_KEYS, new, flag]
+    outcome, name = await _script_one(store)(keys=keys, args=[*args, actor])
+    await checkpoint("moved")
+    if outcome == "not-in-dlq":
+        raise NotFound(f"job {job_id} is no longer in '{dlq.shown}' (replayed meanwhile?)")
+    if outcome == "changed":
+        raise OperationFailed(
+            f"job {job_id}'s data in '{dlq.shown}' changed while the edit was made; run it again"
+        )
+    moved = outcome == "replayed"
+    result = ReplayResult(
+        queue=queue.shown,
+        dlq=dlq.shown,
+        requested=1,
+        replayed=[ReplayedJob(job_id=job_id, name=name, replayed=True)] if moved else [],
+        left=[] if moved else [_left(queue, dlq.shown, job_id, name, outcome)],
+        dropped_options=list(DROPPED_ON_REPLAY),
+    )
+    return result, changes

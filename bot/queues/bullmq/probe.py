@@ -182,6 +182,7 @@ async def probe(
                 dlq_depth=int(row[6]),
                 oldest_runnable_since_ms=int(row[7]) if int(row[7]) >= 0 else None,
                 counts={s: int(n) for s, n in zip(COUNT_STATES, row[8], strict=True)},
+                metrics_completed=int(row[9]) if len(row) > 9 and int(row[9]) >= 0 else None,
             )
             for queue, row in zip(queues, per_queue, strict=True)
         ],

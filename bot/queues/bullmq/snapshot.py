@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from bot.queues.bullmq import throughput, workers
 from bot.queues.bullmq.slots import is_cluster_client, per_slot
 from bot.queues.bullmq.store import QueueStore
 from bot.queues.keys import COUNT_STATES, QueueRef
@@ -35,9 +36,17 @@ async def snapshot(
     now_ms: int | None = None,
     waiting_sample: int = WAITING_SAMPLE,
     failed_sample: int = FAILED_SAMPLE,
+    with_workers: bool = True,
 ) -> list[QueueSnapshot]:
     """One Redis command for up to 40 queues, whatever their backlog (see lua/snapshot.lua);
-    on Redis Cluster one per slot that holds queues (bot/queues/bullmq/slots.py), sent together."""
+    on Redis Cluster one per slot that holds queues (bot/queues/bullmq/slots.py), sent together.
+
+    Then, when some queue holds jobs, one CLIENT LIST for every queue (workers.py; on a
+    cluster one per node) for the `workers` counts: 2 commands for up to 40 queues. Every
+    queue empty, the count is left out (None) and the snapshot stays 1 command (the idle
+    cost budget.py and tests/test_redis_cost.py hold it to): no worker is needed where there
+    is nothing to do, and `workers` lists them anyway. The metrics keys Workers write
+    (throughput.py) are read inside the script call."""
     if not queues:
         return []
 
@@ -46,21 +55,30 @@ async def snapshot(
         for queue in group:
             keys += [queue.base, store.dlq(queue).base]
         answer: list[Any] = await store.scripts.snapshot(
-            keys=keys, args=[waiting_sample, failed_sample]
+            keys=keys, args=[waiting_sample, failed_sample, throughput.METRIC_POINTS]
         )
         return answer
 
     raw = await per_slot(queues, call, cluster=is_cluster_client(store.redis))
+    counted: dict[QueueRef, int] | None = None
+    refused = False
+    if with_workers and any(sum(int(n) for n in row[0][:6]) for row in raw):
+        found = await workers.workers(store.redis, queues)
+        refused = found is None
+        counted = None if found is None else {q: len(rows) for q, rows in found.items()}
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     result = []
-    for queue, (counts, paused, oldest, names, reasons, dlq_depth) in zip(queues, raw, strict=True):
+    for queue, row in zip(queues, raw, strict=True):
+        counts, paused, oldest, names, reasons, dlq_depth = row[:6]
+        rate = throughput.from_metrics(row[6] if len(row) > 6 else [], now)
+        by_state = {state: int(n) for state, n in zip(COUNT_STATES, counts, strict=True)}
         oldest_since = int(oldest)
         result.append(
             QueueSnapshot(
                 name=queue.name,
                 prefix=queue.prefix,
                 label=queue.shown,
-                counts={state: int(n) for state, n in zip(COUNT_STATES, counts, strict=True)},
+                counts=by_state,
                 is_paused=bool(int(paused)),
                 oldest_waiting_age_ms=max(now - oldest_since, 0) if oldest_since >= 0 else None,
                 top_waiting_names=_tally(names),
@@ -68,6 +86,12 @@ async def snapshot(
                 dlq_depth=int(dlq_depth),
                 waiting_sample=waiting_sample,
                 failed_sample=failed_sample,
+                workers=None if counted is None else counted[queue],
+                workers_unknown=refused,
+                throughput=rate,
+                time_to_empty_ms=throughput.time_to_empty_ms(
+                    by_state["waiting"] + by_state["prioritized"], rate
+                ),
             )
         )
     return result

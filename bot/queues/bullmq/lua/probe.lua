@@ -28,7 +28,10 @@
                 Returns {mode, paused, every_ms, leader}.
 
   Returns { per queue: { paused, ready, dueDelayed, stalled, failed, completed, dlq,
-  oldestRunnableSince or -1, counts[8] }, ..., extras: { count, ... } }, counts as
+  oldestRunnableSince or -1, counts[8], metricsCompleted or -1 }, ..., extras: { count, ... } },
+  metricsCompleted being the `count` of '<queue>:metrics:completed' where Workers record
+  metrics (npm bullmq's collectMetrics; one HGET): the watcher's no-completions rule sees
+  jobs completed even when they are removed on completion. Counts as
   lua/snapshot.lua has them (npm bullmq's getJobCounts, in its order), so /metrics exports
   what a snapshot would say without a command of its own. oldestRunnableSince, as there,
   is the oldest of the wait list's tail, the prioritized head and the paused list's tail.
@@ -105,7 +108,8 @@ for i = 1, #KEYS, 2 do
   local counts = { waitCount, rcall("LLEN", base .. "active"), rcall("ZCARD", base .. "delayed"),
     prioritized, rcall("ZCARD", base .. "waiting-children"), pausedCount, failed, completed }
   result[#result + 1] = { paused, ready, due, stalled, failed, completed,
-    rcall("ZCARD", KEYS[i + 1] .. "failed"), oldest, counts }
+    rcall("ZCARD", KEYS[i + 1] .. "failed"), oldest, counts,
+    tonumber(rcall("HGET", base .. "metrics:completed", "count") or -1) or -1 }
 end
 
 local anyRunnable = false

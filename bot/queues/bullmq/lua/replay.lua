@@ -20,7 +20,8 @@
   paused or at its global concurrency; "added" and "waiting" events. The delay is dropped
   (a replayed job runs now), as are the options tying it to a schedule, a flow or a
   deduplication key (ARGV[6]). The data and every other option are copied byte for byte;
-  the logs move back with the job.
+  the logs move back with the job, and so does `qo.originalData` (the data before an
+  edited replay, replay_one.lua) when the job has one.
 
   KEYS[1]  dlq failed             KEYS[7]  queue active
   KEYS[2]  dlq meta               KEYS[8]  queue prioritized
@@ -147,7 +148,7 @@ local added = false
 for _, id in ipairs(oldest(KEYS[1], skip, take)) do
   local srcKey = srcBase .. id
   local dlqKey = dlqBase .. id
-  local copy = rcall("HMGET", dlqKey, "name", "data", "opts")
+  local copy = rcall("HMGET", dlqKey, "name", "data", "opts", "qo.originalData")
   local outcome
   if not copy[1] then
     outcome = "no-hash"
@@ -164,6 +165,10 @@ for _, id in ipairs(oldest(KEYS[1], skip, take)) do
     -- storeJob
     rcall("HSET", srcKey, "name", copy[1], "data", copy[2] or "{}", "opts", optsJson,
       "timestamp", now, "delay", 0, "priority", priority)
+    if copy[4] then
+      -- a job edited on an earlier replay (replay_one.lua) keeps its first original
+      rcall("HSET", srcKey, "qo.originalData", copy[4])
+    end
     rcall("XADD", KEYS[11], "MAXLEN", "~", srcMaxEvents, "*", "event", "added",
       "jobId", id, "name", copy[1])
     if rcall("EXISTS", dlqKey .. ":logs") == 1 then

@@ -16,14 +16,24 @@
   KEYS[2i]    '<prefix>:<queue>-dlq:'
   ARGV[1]     waiting sample size (next to run)
   ARGV[2]     failed sample size (newest)
+  ARGV[3]     metrics points to read (the newest N per-minute counts; "0" or absent: none)
+
+  Throughput (issue 14): where Workers record metrics (npm bullmq's Worker option
+  `metrics: {maxDataPoints}`, written by moveToFinished's collectMetrics), each of
+  '<queue>:metrics:completed' and '<queue>:metrics:failed' is a hash (count, prevTS,
+  prevCount) and its ':data' list holds per-minute counts, newest first. They are read here,
+  as npm bullmq's getMetrics-2.lua reads them but with a bounded LRANGE (ARGV[3] points), so
+  a snapshot with throughput stays one command: PyPI bullmq has no getMetrics.
 
   Returns, per queue: { counts[8], paused, oldestRunnableSince, waitingNames[], failedReasons[],
-  dlqDepth } with counts in the order waiting, active, delayed, prioritized, waiting-children,
+  dlqDepth, metrics } where metrics is { completedMeta[3], completedData[], failedMeta[3],
+  failedData[] } (empty when ARGV[3] is 0), with counts in the order waiting, active, delayed, prioritized, waiting-children,
   paused, failed, completed; oldestRunnableSince is -1 when nothing waits.
 ]]
 local rcall = redis.call
 local waitSample = tonumber(ARGV[1])
 local failedSample = tonumber(ARGV[2])
+local metricPoints = tonumber(ARGV[3] or "0") or 0
 
 local function listCount(key)
   local n = rcall("LLEN", key)
@@ -111,6 +121,16 @@ for i = 1, #KEYS, 2 do
     end
   end
 
-  result[#result + 1] = { counts, paused, oldest, names, reasons, rcall("ZCARD", dlqBase .. "failed") }
+  local metrics = {}
+  if metricPoints > 0 then
+    for _, kind in ipairs({ "completed", "failed" }) do
+      local key = base .. "metrics:" .. kind
+      metrics[#metrics + 1] = rcall("HMGET", key, "count", "prevTS", "prevCount")
+      metrics[#metrics + 1] = rcall("LRANGE", key .. ":data", 0, metricPoints - 1)
+    end
+  end
+
+  result[#result + 1] = { counts, paused, oldest, names, reasons, rcall("ZCARD", dlqBase .. "failed"),
+    metrics }
 end
 return result
