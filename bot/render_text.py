@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from commands.view import Attachment, Block, Chart, Code, Fields, Heading, Mark, Note, Table, Text
+from commands.view import (
+    Attachment,
+    Block,
+    Buttons,
+    Chart,
+    Code,
+    Fields,
+    Heading,
+    Mark,
+    Note,
+    Table,
+    Text,
+)
 
 _NOTE_TAG = {
     Mark.OK: "ok",
@@ -78,6 +90,8 @@ def render_text(blocks: Sequence[Block]) -> str:
             out += ["  " + line for line in block.text.splitlines()]
         elif isinstance(block, Chart):
             out += _chart(block)
+        elif isinstance(block, Buttons):
+            out += [f"  {label}: {command}" for label, command, _ in block.items]
         elif isinstance(block, Attachment):
             size = len(block.content.encode("utf-8"))
             tail = f"; {block.note}" if block.note else ""

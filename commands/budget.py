@@ -131,6 +131,7 @@ class BudgetReply(Reply):
         what = plural(self.snapshot_calls, "script call") + (
             " + 1 audit write" if self.audit_reads else ""
         )
+        what += "; + 1 CLIENT LIST (the workers) when some queue has jobs"
         if not self.audit_reads:
             what += "; reads are not audited (QUEUEOPS_AUDIT_READS=true adds 1)"
         if self.discovery is not None:

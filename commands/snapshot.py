@@ -18,7 +18,7 @@ from commands.context import CommandContext
 from commands.parsing import QueueName, Request, WordParser, parse_words
 from commands.registry import Command, register
 from commands.reply import Reply
-from commands.view import Block, Chart, Fields, Heading, Mark, Note, Row, Table
+from commands.view import Block, Buttons, Chart, Fields, Heading, Mark, Note, Row, Table
 from scheduler.state import DrainRun
 
 USAGE = "snapshot [QUEUE ...] [--chart]"
@@ -373,6 +373,20 @@ async def snapshot_view(service: QueueService, queues: Sequence[str]) -> list[Bl
                         (
                             f"{q.shown} failures {c.key}",
                             f"{c.count}x {c.text[:150]} (e.g. job {c.sample_id})",
+                        )
+                        for c in top
+                    ]
+                )
+            )
+            blocks.append(
+                Buttons(
+                    items=[
+                        (
+                            f"Quarantine cluster {c.key}",
+                            f"quarantine {q.full} --cluster {c.key}",
+                            f"Move the failed jobs of {q.shown} whose failure reads like "
+                            f'"{c.text[:120]}" ({c.count} in the newest '
+                            f"{STATUS_CLUSTER_SCAN}) to its DLQ? They can be replayed.",
                         )
                         for c in top
                     ]

@@ -89,7 +89,17 @@ class Attachment(BaseModel):
     """What the text renderer says instead of the file, e.g. "--json has all of it"."""
 
 
+class Buttons(BaseModel):
+    """Commands a person may run from the reply with one press (an incident's "quarantine
+    this failure cluster"): buttons in Slack, each asking first with `confirm`, run as the
+    person who pressed (their role applies); in text, the command lines to type."""
+
+    kind: Literal["buttons"] = "buttons"
+    items: list[tuple[str, str, str]]
+    """(label, command line, what the confirmation dialog says)."""
+
+
 Block = Annotated[
-    Heading | Text | Note | Fields | Table | Code | Chart | Attachment,
+    Heading | Text | Note | Fields | Table | Code | Chart | Attachment | Buttons,
     Field(discriminator="kind"),
 ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alerts.incidents import Incidents
 from bot.dispatch import Dispatcher
 from bot.roles import Role
-from bot.slack.blocks import as_dicts, fallback_text, render_blocks
+from bot.slack.blocks import RUN_COMMAND, as_dicts, fallback_text, render_blocks
 from bot.slack.roles import RoleResolver
 from commands.reply import ErrorReply
 
@@ -47,6 +49,7 @@ class IncidentActions:
         app.action("incident_resolve")(self.on_resolve)
         app.action("incident_quarantine")(self.on_quarantine)
         app.action("incident_checklist")(self.on_checklist)
+        app.action(re.compile(rf"^{RUN_COMMAND}:\d+$"))(self.on_run_command)
         app.view("incident_quarantine_modal")(self.on_quarantine_submit)
 
     @staticmethod
@@ -80,6 +83,20 @@ class IncidentActions:
                 text=f"<@{user}>: {' '.join(words)} · {fallback_text(view)}",
                 blocks=as_dicts(render_blocks(view)),
             )
+
+    async def on_run_command(self, ack: Any, body: dict[str, Any]) -> None:
+        """A `Buttons` press (an incident's "quarantine this cluster"): its command line,
+        run as the person who pressed, with their role; the words are parsed as typed ones
+        are, so a value that is not a command is one line back to them."""
+        await ack()
+        value = str(body["actions"][0].get("value", ""))[:2000]
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            words = []
+        user, channel = body["user"]["id"], (body.get("channel") or {}).get("id", "")
+        if words:
+            await self._run_in_channel(words, user, channel)
 
     async def on_snapshot(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()

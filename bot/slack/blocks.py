@@ -23,7 +23,18 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.text import plural
-from commands.view import Attachment, Chart, Code, Fields, Heading, Mark, Note, Table, Text
+from commands.view import (
+    Attachment,
+    Buttons,
+    Chart,
+    Code,
+    Fields,
+    Heading,
+    Mark,
+    Note,
+    Table,
+    Text,
+)
 from commands.view import Block as ViewBlock
 
 MARK_EMOJI = {
@@ -76,6 +87,11 @@ def _table_lines(table: Table) -> list[str]:
     return lines
 
 
+RUN_COMMAND = "run_command"
+"""The action id prefix of a `Buttons` button: the press runs its value, a command line, as
+the person who pressed (bot/alerts/actions.py), after Slack's own confirmation dialog."""
+
+
 def render_blocks(view: Sequence[ViewBlock]) -> list[Block]:
     blocks: list[Block] = []
     for item in view:
@@ -100,6 +116,25 @@ def render_blocks(view: Sequence[ViewBlock]) -> list[Block]:
                         MarkdownTextObject(
                             text=f":chart_with_upwards_trend: {escape(item.title)}: picture below"
                         )
+                    ]
+                )
+            )
+        elif isinstance(item, Buttons):
+            blocks.append(
+                ActionsBlock(
+                    elements=[
+                        ButtonElement(
+                            text=label[:75],
+                            action_id=f"{RUN_COMMAND}:{i}",
+                            value=command[:2000],
+                            confirm=ConfirmObject(
+                                title="Run this?",
+                                text=confirm[:300],
+                                confirm="Run it",
+                                deny="Cancel",
+                            ),
+                        )
+                        for i, (label, command, confirm) in enumerate(item.items[:5])
                     ]
                 )
             )
