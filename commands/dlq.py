@@ -380,6 +380,7 @@ PREVIEW_ROWS = 15
 async def preview_replay(
     req: DlqReplayRequest, ctx: CommandContext
 ) -> DlqListReply | DlqReplayOnePreview:
+    await ctx.queues.guard_change(req.queue)  # a read-only queue: refused before asking
     if req.job_id is not None:
         entry, changes = await ctx.queues.dlq_replay_one_preview(req.queue, req.job_id, req.edit)
         return DlqReplayOnePreview(queue=req.queue, entry=entry, changes=changes)

@@ -658,3 +658,39 @@ async def test_the_watcher_opens_an_incident_for_the_db_queue(
     assert "queue" in created.body["name"] and "jobs" in created.body["name"]
     posts = await slack.wait_for("chat.postMessage")
     assert "40 jobs waiting (over 30)" in json.dumps(posts[0].body)
+
+
+async def test_bullmq_only_commands_refuse_the_db_queue_in_one_line(
+    table: Conn, pg_url: str, redis: Redis, prefix: str
+) -> None:
+    """What a bare table has no meaning for (workers, logs, schedulers, BullMQ's states)
+    is refused for the DB queue with one line, never a traceback or a wrong answer."""
+    import shlex
+
+    from bot.dispatch import make_dispatcher
+    from bot.roles import Role
+
+    settings = load_settings(
+        redis_url=REDIS_URL, prefix=prefix, queues="a", queue_jobs_database_url=pg_url
+    )
+    dispatcher = make_dispatcher(redis, settings, rate_limited=False)
+    try:
+        for line in (
+            "find queue_jobs --state failed",
+            "failures queue_jobs",
+            "workers queue_jobs",
+            "promote queue_jobs --all",
+            "clean queue_jobs --state failed --older-than 1h",
+            "schedulers queue_jobs",
+            "add queue_jobs job {}",
+            "empty queue_jobs --confirm queue_jobs",
+            "obliterate queue_jobs --confirm queue_jobs",
+        ):
+            outcome = await dispatcher.run(
+                shlex.split(line), actor="t", role=Role.ADMIN, transport="shell"
+            )
+            said = outcome.reply.data()
+            assert said["ok"] is False and "queue_jobs" in said["error"], (line, said)
+            assert "\n" not in said["error"] and "Traceback" not in said["error"]
+    finally:
+        await dispatcher.service.aclose()

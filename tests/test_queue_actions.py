@@ -352,6 +352,7 @@ async def test_a_read_only_queue_refuses_every_change_for_an_admin(
     for line in (
         "quarantine billing-eu --failed-matching poison",
         "clean billing-eu --state failed --older-than 0s",
+        "dlq replay billing-eu --count 1",
     ):
         assert "read-only" in error(await run(d, line, confirmed=False))
     assert (await node("counts", queues=["billing-eu"]))["billing-eu"] == before
