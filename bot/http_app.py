@@ -53,7 +53,7 @@ from bot.config import Settings
 from bot.deploy.select import backend_for
 from bot.dispatch import Dispatcher, make_dispatcher
 from bot.environments import Env, Environments
-from bot.errors import QueueOpsError
+from bot.errors import QueueOpsError, RedisQuotaExhausted
 from bot.metrics import ALERTS_DEAD_LETTERED, ALERTS_UNHANDLED, QueueGauges
 from bot.queues.bullmq.probe import Extra
 from bot.queues.bullmq.slots import is_cluster_client
@@ -118,7 +118,11 @@ class Readiness:
             await self.redis.ping()
             parts["redis"] = "ok"
         except (RedisError, OSError) as err:
-            parts["redis"] = f"unreachable: {err}"
+            parts["redis"] = (
+                "request quota used up (Upstash-style limit): cron mode or a paid plan"
+                if RedisQuotaExhausted.matches(err)
+                else f"unreachable: {err}"
+            )
         if self.client is None:
             parts["slack"] = "off"
         else:
