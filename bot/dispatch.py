@@ -20,6 +20,7 @@ from bot.audit import AuditEntry, AuditLog, redact_text, redact_words
 from bot.config import Settings
 from bot.drain import DrainClient
 from bot.errors import Refused
+from bot.queues.samples import sample_key_base
 from bot.queues.service import QueueService
 from bot.ratelimit import RateLimiter
 from bot.roles import Role
@@ -220,6 +221,7 @@ def make_dispatcher(
         rediscover_ms=settings.discover_every_ms,
         postgres=postgres_backend(settings),
         readonly=settings.readonly,
+        sample_key_base=sample_key_base(settings.state_prefix),
     )
     limiter = (
         RateLimiter(redis, settings.state_prefix, per_minute=settings.operator_rate_per_minute)

@@ -445,3 +445,25 @@ async def test_on_redis_cluster_workers_are_listed_from_every_node(
     assert [s.workers for s in snaps] == [1, 1]
     for task in running:
         await task
+
+
+async def test_a_plain_snapshot_derives_the_rate_from_the_ticks_depth_samples(
+    redis: aioredis.Redis, prefix: str
+) -> None:
+    """No Worker records metrics: the depth samples the tick keeps are read inside the same
+    snapshot script call, and the rate and time to empty come from them."""
+    from bot.queues.samples import sample_key_base
+
+    base = sample_key_base(f"{prefix}-state")
+    service = QueueService(redis, prefixes=[prefix], queues=["slow"], sample_key_base=base)
+    queue = service.store.bullmq(service.ref("slow"))
+    await queue.addBulk([{"name": "job", "data": {"i": i}} for i in range(40)])
+    now = int(time.time() * 1000)
+    # What three ticks a minute apart left: 100, then 70, then 40 waiting (newest first).
+    await redis.lpush(
+        f"{base}{prefix}:slow", f"{now - 120_000}:100", f"{now - 60_000}:70", f"{now}:40"
+    )
+    [snap] = await service.snapshot(["slow"], now_ms=now)
+    assert snap.throughput is not None and snap.throughput.source == "samples"
+    assert snap.throughput.completed_per_min == 30.0
+    assert snap.time_to_empty_ms == 80_000  # 40 waiting at 30 a minute

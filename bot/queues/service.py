@@ -79,6 +79,7 @@ class QueueService:
         rediscover_ms: int = 600_000,
         postgres: PostgresBackend | None = None,
         readonly: Sequence[str] | None = None,
+        sample_key_base: str = "",
     ) -> None:
         self.readonly = queue_actions.ReadOnlyPolicy(readonly or ())
         """QUEUEOPS_READONLY: the queues no change may touch (`guard_change`)."""
@@ -88,6 +89,7 @@ class QueueService:
             dlq_suffix=dlq_suffix,
             queues=queues,
             rediscover_ms=rediscover_ms,
+            sample_key_base=sample_key_base,
         )
         self.postgres = postgres
 

@@ -45,8 +45,12 @@ class BullmqBackend:
         dlq_suffix: str = "-dlq",
         queues: Sequence[str] | None = None,
         rediscover_ms: int = 600_000,
+        sample_key_base: str = "",
     ) -> None:
         self.store = QueueStore(redis, dlq_suffix=dlq_suffix)
+        self.sample_key_base = sample_key_base
+        """Where the tick keeps depth samples (bot/queues/samples.py): a snapshot derives a
+        rate from them where Workers record no metrics; "" reads none."""
         self.catalog = QueueCatalog(
             redis,
             prefixes=prefixes,
@@ -103,7 +107,12 @@ class BullmqBackend:
     async def snapshot(
         self, names: Sequence[str] | None = None, *, now_ms: int | None = None
     ) -> list[QueueSnapshot]:
-        return await snapshot.snapshot(self.store, await self._resolve(names), now_ms=now_ms)
+        return await snapshot.snapshot(
+            self.store,
+            await self._resolve(names),
+            now_ms=now_ms,
+            sample_key_base=self.sample_key_base,
+        )
 
     async def probe(
         self,

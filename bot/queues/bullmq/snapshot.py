@@ -18,6 +18,11 @@ from bot.queues.models import QueueSnapshot, Tally
 WAITING_SAMPLE = 10
 FAILED_SAMPLE = 10
 TOP = 5
+SAMPLE_POINTS = 12
+"""Depth samples a snapshot reads for a queue whose Workers record no metrics: the tick
+writes one a DRAIN_EVERY, so at 5m these are the last hour, at 1m the last 12 minutes."""
+SAMPLE_WINDOW_MS = 30 * 60_000
+"""The samples a rate is derived from: the last half hour (2 or more of them)."""
 
 
 def _tally(values: Sequence[str], top: int = TOP) -> list[Tally]:
@@ -29,6 +34,16 @@ def _reason_headline(reason: str) -> str:
     return reason.strip().splitlines()[0][:200] if reason.strip() else "(no reason)"
 
 
+def _points(raw: Sequence[Any]) -> list[tuple[int, int]]:
+    """Depth samples ("ms:depth", newest first) as (ms, depth), oldest first."""
+    points = []
+    for entry in raw:
+        at, _, depth = str(entry).partition(":")
+        if at.isdigit() and depth.isdigit():
+            points.append((int(at), int(depth)))
+    return sorted(points)
+
+
 async def snapshot(
     store: QueueStore,
     queues: Sequence[QueueRef],
@@ -37,6 +52,7 @@ async def snapshot(
     waiting_sample: int = WAITING_SAMPLE,
     failed_sample: int = FAILED_SAMPLE,
     with_workers: bool = True,
+    sample_key_base: str = "",
 ) -> list[QueueSnapshot]:
     """One Redis command for up to 40 queues, whatever their backlog (see lua/snapshot.lua);
     on Redis Cluster one per slot that holds queues (bot/queues/bullmq/slots.py), sent together.
@@ -55,7 +71,14 @@ async def snapshot(
         for queue in group:
             keys += [queue.base, store.dlq(queue).base]
         answer: list[Any] = await store.scripts.snapshot(
-            keys=keys, args=[waiting_sample, failed_sample, throughput.METRIC_POINTS]
+            keys=keys,
+            args=[
+                waiting_sample,
+                failed_sample,
+                throughput.METRIC_POINTS,
+                sample_key_base,
+                SAMPLE_POINTS if sample_key_base else 0,
+            ],
         )
         return answer
 
@@ -71,6 +94,8 @@ async def snapshot(
     for queue, row in zip(queues, raw, strict=True):
         counts, paused, oldest, names, reasons, dlq_depth = row[:6]
         rate = throughput.from_metrics(row[6] if len(row) > 6 else [], now)
+        if rate is None and len(row) > 7 and row[7]:
+            rate = throughput.from_samples(_points(row[7]), now, window_ms=SAMPLE_WINDOW_MS)
         by_state = {state: int(n) for state, n in zip(COUNT_STATES, counts, strict=True)}
         oldest_since = int(oldest)
         result.append(

@@ -84,11 +84,13 @@ def from_metrics(metrics: Sequence[Any], now_ms: int) -> Throughput | None:
     )
 
 
-def from_samples(points: Sequence[tuple[int, int]], now_ms: int) -> Throughput | None:
+def from_samples(
+    points: Sequence[tuple[int, int]], now_ms: int, *, window_ms: int = METRIC_POINTS * MINUTE_MS
+) -> Throughput | None:
     """The rate at which depth fell over the last `METRIC_POINTS` minutes of depth samples
     ((ms, depth), oldest first): each fall between two samples is jobs that left. None with
     fewer than two samples in that window."""
-    recent = [(at, d) for at, d in points if at >= now_ms - METRIC_POINTS * MINUTE_MS]
+    recent = [(at, d) for at, d in points if at >= now_ms - window_ms]
     if len(recent) < 2:
         return None
     left = sum(max(a - b, 0) for (_, a), (_, b) in pairwise(recent))

@@ -17,6 +17,8 @@
   ARGV[1]     waiting sample size (next to run)
   ARGV[2]     failed sample size (newest)
   ARGV[3]     metrics points to read (the newest N per-minute counts; "0" or absent: none)
+  ARGV[4]     queueops' depth-sample key base ('queueops:depth:'; "" or absent: none)
+  ARGV[5]     depth samples to read where no Worker records metrics (the newest N)
 
   Throughput (issue 14): where Workers record metrics (npm bullmq's Worker option
   `metrics: {maxDataPoints}`, written by moveToFinished's collectMetrics), each of
@@ -26,7 +28,7 @@
   a snapshot with throughput stays one command: PyPI bullmq has no getMetrics.
 
   Returns, per queue: { counts[8], paused, oldestRunnableSince, waitingNames[], failedReasons[],
-  dlqDepth, metrics } where metrics is { completedMeta[3], completedData[], failedMeta[3],
+  dlqDepth, metrics, samples } where samples are "ms:depth" entries, newest first, and metrics is { completedMeta[3], completedData[], failedMeta[3],
   failedData[] } (empty when ARGV[3] is 0), with counts in the order waiting, active, delayed, prioritized, waiting-children,
   paused, failed, completed; oldestRunnableSince is -1 when nothing waits.
 ]]
@@ -130,7 +132,16 @@ for i = 1, #KEYS, 2 do
     end
   end
 
+  -- No Worker records metrics here: the depth samples the tick writes (probe.lua, the key
+  -- '<sample base><prefix>:<queue>', in the queue's slot on a cluster) give a rate instead.
+  local samples = {}
+  local sampleBase = ARGV[4] or ""
+  local samplePoints = tonumber(ARGV[5] or "0") or 0
+  if sampleBase ~= "" and samplePoints > 0 and not (metrics[1] and metrics[1][1]) then
+    samples = rcall("LRANGE", sampleBase .. string.sub(base, 1, -2), 0, samplePoints - 1)
+  end
+
   result[#result + 1] = { counts, paused, oldest, names, reasons, rcall("ZCARD", dlqBase .. "failed"),
-    metrics }
+    metrics, samples }
 end
 return result
