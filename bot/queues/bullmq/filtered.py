@@ -2,7 +2,7 @@
 on exactly the jobs a filter selects (bot/queues/bullmq/search.py), and `promote`.
 
 Nothing here moves a job a second way: quarantine and remove go through the quarantine
-script by ids (quarantine._move, lua/quarantine.lua: each job atomic, every state it
+script by ids (quarantine.move_by_ids, lua/quarantine.lua: each job atomic, every state it
 supports, active and flow jobs refused with their reason); retry, promote and purge are
 PyPI bullmq's own scripts for one job (reprocessJob, promote, removeJob: what npm bullmq's
 Job.retry, Job.promote and Job.remove run), so each job is moved as BullMQ moves it and a
@@ -24,7 +24,7 @@ from typing import Any
 
 from bot.errors import NotFound, Refused
 from bot.queues.bullmq import control
-from bot.queues.bullmq.quarantine import MOVABLE_STATES, _move
+from bot.queues.bullmq.quarantine import MOVABLE_STATES, move_by_ids
 from bot.queues.bullmq.search import ScannedJob
 from bot.queues.bullmq.store import QueueStore
 from bot.queues.keys import QueueRef
@@ -122,7 +122,9 @@ async def quarantine_jobs(
         ranked[s : s + QUARANTINE_BATCH] for s in range(0, len(ranked), QUARANTINE_BATCH)
     ]
     for ids in batches:
-        moves = await _move(store, queue, ids, reason=reason, actor=actor, states=MOVABLE_STATES)
+        moves = await move_by_ids(
+            store, queue, ids, reason=reason, actor=actor, states=MOVABLE_STATES
+        )
         for move in moves:
             if move.moved:
                 outcome.done.append(move.job_id)

@@ -110,7 +110,7 @@ def _problem(queue: QueueRef, dlq: str, job_id: str, code: str) -> str:
     return f"job {job_id} in '{queue.shown}': unexpected outcome {code}"
 
 
-async def _move(
+async def move_by_ids(
     store: QueueStore,
     queue: QueueRef,
     job_ids: Sequence[str],
@@ -121,6 +121,9 @@ async def _move(
     scan_bound: int = LIST_SCAN_BOUND,
     deep: bool = False,
 ) -> list[JobMove]:
+    """Quarantine the jobs `job_ids` names, each atomically (lua/quarantine.lua), in one
+    call: the one way queueops moves jobs it already knows the ids of to the DLQ (a single
+    quarantine, and the filtered actions of filtered.py)."""
     src, dlq = queue, store.dlq(queue)
     keys = [
         src.key(s)
@@ -209,7 +212,7 @@ async def quarantine_job(
 ) -> JobMove:
     """Move one job; a problem (active, missing, wrong state, too deep in a long list
     without `deep`) comes back in `problem`. `scan_bound` is LIST_SCAN_BOUND but in tests."""
-    [move] = await _move(
+    [move] = await move_by_ids(
         store,
         queue,
         [job_id],
