@@ -40,8 +40,6 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.alerts.actions import IncidentActions
-from bot.alerts.incidents import Incidents
 from bot.alerts.intake import AlertIntake
 from bot.alerts.models import AlertEvent
 from bot.alerts.stream import GROUP, AlertStream, StreamStats
@@ -54,6 +52,8 @@ from bot.deploy.select import backend_for
 from bot.dispatch import Dispatcher, make_dispatcher
 from bot.environments import Env, Environments
 from bot.errors import QueueOpsError, RedisQuotaExhausted
+from bot.incidents.actions import IncidentActions
+from bot.incidents.channels import Incidents
 from bot.metrics import ALERTS_DEAD_LETTERED, ALERTS_UNHANDLED, QueueGauges
 from bot.queues.bullmq.probe import Extra
 from bot.queues.bullmq.slots import is_cluster_client

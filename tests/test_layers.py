@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TRANSPORTS = ("bot.slack", "bot.alerts", "bot.render_text")
+TRANSPORTS = ("bot.slack", "bot.alerts", "bot.incidents", "bot.render_text")
 ENTRIES = ("bot.cli", "bot.shell", "bot.http_app")
 FORBIDDEN = {
     "commands": (*ENTRIES, *TRANSPORTS, "bot.dispatch"),

@@ -1,2 +1,2 @@
-"""Alerts: intake (Alertmanager, generic JSON, the watcher), the durable alert stream, and
-incident channels in Slack."""
+"""Alerts: intake (Alertmanager, generic JSON, the watcher) and the durable alert stream
+whose worker hands each event to the incidents (bot/incidents/)."""

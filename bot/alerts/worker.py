@@ -22,8 +22,8 @@ import aiohttp
 from redis.exceptions import RedisError
 from slack_sdk.errors import SlackApiError
 
-from bot.alerts.incidents import Busy, Incidents
 from bot.alerts.stream import AlertStream, StoredAlert
+from bot.incidents.channels import Busy, Incidents
 
 log = logging.getLogger(__name__)
 

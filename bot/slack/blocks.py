@@ -89,7 +89,7 @@ def _table_lines(table: Table) -> list[str]:
 
 RUN_COMMAND = "run_command"
 """The action id prefix of a `Buttons` button: the press runs its value, a command line, as
-the person who pressed (bot/alerts/actions.py), after Slack's own confirmation dialog."""
+the person who pressed (bot/incidents/actions.py), after Slack's own confirmation dialog."""
 
 
 def render_blocks(view: Sequence[ViewBlock]) -> list[Block]:

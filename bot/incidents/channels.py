@@ -33,8 +33,8 @@ from redis.asyncio import Redis
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.alerts.messages import postmortem, status_message, utc
 from bot.alerts.models import AlertEvent
+from bot.incidents.messages import postmortem, status_message, utc
 from bot.slack.blocks import as_dicts, render_blocks
 from commands.view import Block as ViewBlock
 from commands.view import Mark, Note
@@ -101,7 +101,7 @@ class Incidents:
         self.chart = chart
         self.drain_available = drain_available
         self._claim = redis.register_script(
-            resources.files("bot.alerts").joinpath("lua", "claim_incident.lua").read_text()
+            resources.files("bot.incidents").joinpath("lua", "claim_incident.lua").read_text()
         )
         self._renew = redis.register_script(RENEW_LOCK)
         self._release = redis.register_script(RELEASE_LOCK)

@@ -19,8 +19,8 @@ from slack_sdk.models.blocks import InputBlock, PlainTextInputElement
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.alerts.incidents import Incidents
 from bot.dispatch import Dispatcher
+from bot.incidents.channels import Incidents
 from bot.roles import Role
 from bot.slack.blocks import RUN_COMMAND, as_dicts, fallback_text, render_blocks
 from bot.slack.roles import RoleResolver
