@@ -22,6 +22,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +55,7 @@ from bot.environments import Env, Environments
 from bot.errors import QueueOpsError, RedisQuotaExhausted
 from bot.incidents.actions import IncidentActions
 from bot.incidents.channels import Incidents
+from bot.incidents.paging import PagerDutyPager
 from bot.metrics import ALERTS_DEAD_LETTERED, ALERTS_UNHANDLED, QueueGauges
 from bot.queues.bullmq.probe import Extra
 from bot.queues.bullmq.slots import is_cluster_client
@@ -219,6 +221,25 @@ def _alert_upkeep(
             await incidents.archive_due()
 
     return upkeep
+
+
+def _pager(settings: Settings, app: web.Application) -> PagerDutyPager | None:
+    """PagerDuty when PAGERDUTY_ROUTING_KEY is set (docs/paging.md); its HTTP client is
+    closed with the app."""
+    if settings.pagerduty_routing_key is None:
+        return None
+    pager = PagerDutyPager(
+        settings.pagerduty_routing_key.get_secret_value(), url=settings.pagerduty_url
+    )
+    app.on_cleanup.append(lambda _: pager.aclose())
+    return pager
+
+
+def _closing(incidents: Incidents) -> Callable[[web.Application], Awaitable[None]]:
+    async def close(_: web.Application) -> None:
+        await incidents.close()
+
+    return close
 
 
 def _timeline(incidents: Incidents) -> Any:
@@ -423,7 +444,10 @@ async def build_app(settings: Settings) -> web.Application:
             archive_after_ms=settings.incident_archive_after_ms,
             snapshot_view=lambda queues: snapshot_view(service, queues),
             drain_available=lambda: any(c.name == "drain" for c in all_commands()),
+            pager=_pager(settings, app),
+            page_severity=settings.page_severity,
         )
+        app.on_cleanup.append(_closing(incidents))  # its background page retries
         worker = AlertWorker(stream, incidents)
         pending_at = ticker.add_extra(Extra("xpending", stream.key, (GROUP,)))
         archive_at = ticker.add_extra(Extra("zdue", f"{settings.state_prefix}:archive", ("now",)))

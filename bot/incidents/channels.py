@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from slack_sdk.errors import SlackApiError
@@ -35,6 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.models import AlertEvent
 from bot.incidents.messages import postmortem, status_message, utc
+from bot.incidents.paging import PAGE_FIELDS, PageError, Pager, page_due, severity_of_labels
 from bot.slack.blocks import as_dicts, render_blocks
 from commands.view import Block as ViewBlock
 from commands.view import Mark, Note
@@ -48,6 +49,11 @@ LOCK_MS = 10_000
 TIMELINE_MAX = 500
 NAME_RESERVED_S = 90 * 86_400
 """Slack keeps the names of archived channels too; a reservation outlives the incident."""
+PAGE_RETRY_S = (30.0, 120.0, 600.0)
+"""After a page failed for an outage (PagerDuty 5xx/429 or unreachable, after the pager's
+own quick retries), this process tries again after each of these delays, then leaves it to
+the next handling of the incident (a notification, a resolve, an acknowledge). A refusal
+(a bad routing key) is not retried in the background, only on the next handling."""
 
 RENEW_LOCK = """
 if redis.call("GET", KEYS[1]) == ARGV[1] then
@@ -91,6 +97,8 @@ class Incidents:
         snapshot_view: SnapshotView,
         chart: ChartMaker | None = None,
         drain_available: Callable[[], bool] = lambda: False,
+        pager: Pager | None = None,
+        page_severity: str = "sev2",
     ) -> None:
         self.redis = redis
         self.client = client
@@ -106,6 +114,12 @@ class Incidents:
         self._renew = redis.register_script(RENEW_LOCK)
         self._release = redis.register_script(RELEASE_LOCK)
         self._bot_user: str | None = None
+        self.pager = pager
+        self.page_severity = page_severity
+        self._page_retries: dict[str, asyncio.Task[None]] = {}
+        self._paging: dict[str, asyncio.Lock] = {}
+        """One per incident this process paged (a few hundred bytes each, kept: removing
+        one while another caller waits on it would let two page at once)."""
 
     # -- state -------------------------------------------------------------------------
 
@@ -125,6 +139,18 @@ class Incidents:
             ],
         )
         return str(iid), bool(int(created))
+
+    @property
+    def state_prefix(self) -> str:
+        return self.s
+
+    async def exists(self, iid: str) -> bool:
+        return bool(await self.redis.exists(self._key(iid)))
+
+    async def record(self, iid: str, fields: dict[str, str | int]) -> None:
+        """Set fields on the incident (who acknowledged, snoozed until): the status message
+        reads them on its next refresh."""
+        await self.redis.hset(self._key(iid), mapping=cast("dict[Any, Any]", fields))
 
     async def load(self, iid: str) -> dict[str, Any]:
         raw = {str(k): str(v) for k, v in (await self.redis.hgetall(self._key(iid))).items()}
@@ -177,6 +203,10 @@ class Incidents:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hincrby(key, "notifications", 1)
                 pipe.hset(key, "last_notified_at", now_ms())
+                if event.summary:
+                    # The latest notification says what is happening now (a flapping
+                    # watcher rule's count, an alert's current value): the status shows it.
+                    pipe.hset(key, "summary", event.summary)
                 await pipe.execute()
         # Busy propagates even for a re-send: the entry being retried may be the very one
         # whose handler died holding the lock, and acking it would leave the channel
@@ -190,11 +220,17 @@ class Incidents:
     async def open(self, iid: str) -> None:
         """Bring the incident's channel up to date; every step once."""
         key = self._key(iid)
-        done = await self.redis.hmget(key, "first_ts", "chart_done")
-        if done[0] and done[1]:
+        done = await self.redis.hmget(key, "first_ts", "chart_done", *PAGE_FIELDS)
+        paged = dict(zip(PAGE_FIELDS, done[2:], strict=True))
+        owed = self.pager is not None and (
+            not paged["severity"] or page_due(paged, self.page_severity) is not None
+        )
+        if done[0] and done[1] and not owed:
             return
         async with self._locked(iid):
             incident = await self.load(iid)
+            if not incident.get("severity"):
+                await self.redis.hsetnx(key, "severity", severity_of_labels(incident["labels"]))
             channel = incident.get("channel_id") or await self._create_channel(iid, incident)
             if not incident.get("topic_set"):
                 await self.client.conversations_setTopic(
@@ -216,6 +252,7 @@ class Incidents:
                 ts = str(posted["ts"])
                 await self.redis.hset(key, mapping={"first_ts": ts, "status_updated_at": now_ms()})
                 await self._pin(channel, ts)
+            await self._page(iid)  # after the status message: the page links to the channel
             if not incident.get("chart_done"):
                 png = await self.chart(incident["queues"]) if self.chart else None
                 if png:
@@ -392,10 +429,115 @@ class Incidents:
             await self.redis.hset(key, "postmortem_ts", str(posted["ts"]))
         await self.redis.hset(key, "status", "resolved")
         incident["status"] = "resolved"
+        await self._page(iid)  # resolve the page, if there was one
         await self.client.conversations_setTopic(channel=channel, topic=self._topic(incident))
         await self.refresh_status(iid, force=True)
         if self.archive_after_ms:
             await self.redis.zadd(f"{self.s}:archive", {iid: now_ms() + self.archive_after_ms})
+
+    # -- paging ----------------------------------------------------------------------------
+
+    async def acknowledge(self, iid: str, *, by: str) -> None:
+        """Someone took the lead: the page is acknowledged (once; the first taker is kept)."""
+        await self.redis.hsetnx(self._key(iid), "page_ack_by", by)
+        await self._page(iid)
+
+    async def _page(self, iid: str) -> None:
+        """Bring the pager up to date with the incident (`page_due` says what is owed).
+
+        Never raises for the pager: a failure is one line in the channel, recorded in
+        `page_error` (shown again only when it changes) and retried (PAGE_RETRY_S). Only a
+        Slack or Redis failure propagates, as for every other step of `open`.
+
+        One at a time per incident in this process (a background retry and an acknowledge
+        would both send the ack); across replicas the trigger is under `open`'s lock, and a
+        rare double acknowledge or resolve is harmless with the same dedup_key."""
+        if self.pager is None:
+            return
+        async with self._paging.setdefault(iid, asyncio.Lock()):
+            await self._page_now(iid, self.pager)
+
+    async def _page_now(self, iid: str, pager: Pager) -> None:
+        key = self._key(iid)
+        for _ in range(3):  # trigger, acknowledge, resolve at most
+            incident = await self.load(iid)
+            incident.setdefault("severity", severity_of_labels(incident["labels"]))
+            action = page_due(incident, self.page_severity)
+            if action is None:
+                return
+            if action == "trigger":
+                await self.redis.hsetnx(key, "paged_at", now_ms())  # before: see page_due
+            try:
+                if action == "trigger":
+                    await pager.trigger(incident)
+                elif action == "acknowledge":
+                    await pager.acknowledge(incident, str(incident["page_ack_by"]))
+                else:
+                    await pager.resolve(incident)
+            except PageError as err:
+                await self._page_failed(iid, incident, str(err), retry=err.retryable)
+                return
+            except Exception as err:  # a bug in building the event must not block either
+                log.exception("incident %s: paging failed", iid)
+                line = f"{pager.name}: the {action} failed ({type(err).__name__})"
+                await self._page_failed(iid, incident, line, retry=True)
+                return
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, "page_status", action)
+                pipe.hdel(key, "page_error")
+                await pipe.execute()
+            what = {"trigger": f"paged ({incident['severity']})", "resolve": "page resolved"}
+            await self.add_to_timeline(
+                iid, f"{pager.name}: {what.get(action, 'page acknowledged')}"
+            )
+            if incident.get("page_error") and incident.get("channel_id"):
+                await self.client.chat_postMessage(
+                    channel=incident["channel_id"],
+                    text=f"{pager.name} took the {action} after all.",
+                )
+
+    async def _page_failed(
+        self, iid: str, incident: dict[str, Any], line: str, *, retry: bool
+    ) -> None:
+        log.warning("incident %s: %s", iid, line)
+        if line != incident.get("page_error") and incident.get("channel_id"):
+            when = "in a while" if retry else "on the next alert notification"
+            await self.client.chat_postMessage(
+                channel=incident["channel_id"],
+                text=f":warning: {line}. The incident goes on; queueops tries again {when}.",
+            )
+        await self.redis.hset(self._key(iid), "page_error", line)  # after: shown at least once
+        if retry:
+            self._retry_page_later(iid)
+
+    def _retry_page_later(self, iid: str) -> None:
+        """One background retry loop per incident in this process, bounded (PAGE_RETRY_S);
+        a crash loses it, and the next handling of the incident picks the page up again."""
+        if iid in self._page_retries:
+            return
+
+        async def again() -> None:
+            for delay in PAGE_RETRY_S:
+                await asyncio.sleep(delay)
+                try:
+                    await self._page(iid)
+                    if page_due(await self.load(iid), self.page_severity) is None:
+                        return
+                except Exception as err:  # Slack or Redis down: the next round, or handling
+                    log.warning("incident %s: retrying the page failed: %s", iid, err)
+
+        task = asyncio.create_task(again(), name=f"queueops-page-{iid}")
+        self._page_retries[iid] = task
+        task.add_done_callback(lambda _: self._page_retries.pop(iid, None))
+
+    async def close(self) -> None:
+        """Stop the background page retries (at shutdown; the next start resumes them)."""
+        tasks = list(self._page_retries.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def archive_due(self) -> int:
         """Archive the channels of incidents resolved long enough ago."""
