@@ -785,6 +785,38 @@ class Settings(BaseSettings):
             "a row (`1h30m`)",
         },
     )
+    pagerduty_routing_key: SecretStr | None = Field(
+        None,
+        validation_alias="PAGERDUTY_ROUTING_KEY",
+        description="The integration key of a PagerDuty service's Events API v2 integration. "
+        "Set: an incident at or above PAGE_SEVERITY pages it (one event per incident, its id "
+        "the dedup_key), is acknowledged when someone takes the lead and resolved with the "
+        "incident. A failed page is shown in the incident channel and retried; it never holds "
+        "the incident up. Unset: nobody is paged. See docs/paging.md.",
+        examples=["R0123456789ABCDEF0123456789ABCDE"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "text (secret); set but blank is refused",
+        },
+    )
+    pagerduty_url: str = Field(
+        "https://events.pagerduty.com/v2/enqueue",
+        validation_alias="PAGERDUTY_URL",
+        description="Where PagerDuty events are sent: the Events API v2 enqueue endpoint. "
+        "Change it only for PagerDuty's EU service region, a proxy, or a stand-in for tests.",
+        examples=["https://events.eu.pagerduty.com/v2/enqueue"],
+        json_schema_extra={"section": "Alerts and incidents", "format": "http(s) URL"},
+    )
+    page_severity: Literal["sev1", "sev2", "sev3"] = Field(
+        "sev2",
+        validation_alias="PAGE_SEVERITY",
+        description="The least severe incident that pages (sev1 is the worst): `sev2` pages "
+        "sev1 and sev2 incidents. An alert's incident takes its severity from the alert's "
+        "`severity` label: `critical` is sev1, `error` or `high` sev2, `warning`, anything "
+        "else or no label sev3.",
+        examples=["sev1"],
+        json_schema_extra={"section": "Alerts and incidents", "format": "`sev1`, `sev2` or `sev3`"},
+    )
     state_prefix: str = Field(
         "queueops",
         validation_alias="QUEUEOPS_STATE_PREFIX",
@@ -868,6 +900,76 @@ class Settings(BaseSettings):
         examples=["false"],
         json_schema_extra={"section": "Alerts and incidents"},
     )
+    watch_cooldown_ms: Annotated[int, NoDecode] = Field(
+        10 * 60_000,
+        validation_alias=AliasChoices("WATCH_COOLDOWN", "watch_cooldown_ms"),
+        description="After a watcher rule's incident for a queue resolves, the rule may not "
+        "open another for that queue for this long: a breach inside it waits (kept in Redis, "
+        "shared by replicas and across restarts). 0 turns the cooldown off.",
+        examples=["30m"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "a duration (`30m`, `1h30m`; units `ms`, `s`, `m`, `h`, `d`) or `0`",
+        },
+    )
+    watch_flap: str = Field(
+        "3/30m",
+        validation_alias=AliasChoices("WATCH_FLAP", "watch_flap"),
+        description="Flapping: a watcher rule that opened N times on a queue within M keeps "
+        "one incident open, its summary saying `flapping: N times in M minutes`, instead of "
+        "resolving and opening again; it resolves once the rule stayed clear for M. `0` "
+        "turns it off.",
+        examples=["4/1h"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "`N/M`: a count of at least 2, a duration (`3/30m`), or `0`",
+        },
+    )
+    watch_overrides: str | None = Field(
+        None,
+        validation_alias=AliasChoices("WATCH_OVERRIDES", "watch_overrides"),
+        description="Watcher thresholds per queue: `QUEUE:name=value,...` entries separated "
+        "by `;`, QUEUE a name or glob as QUEUEOPS_QUEUES takes them (`billing-*`, "
+        "`bull:ocr-*`); names `depth`, `oldest`, `failed_pct`, `dlq`, `no_workers`, "
+        "`no_completions`, `stalled` (the WATCH_ variables without `WATCH_`, their values "
+        "alike). Where several match a queue, a later one wins. Unset: WATCH_* for all.",
+        examples=["billing-*:depth=5000,oldest=30m;payments:failed_pct=2"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "`QUEUE:name=value,...;QUEUE:...`",
+        },
+    )
+
+    @field_validator("watch_cooldown_ms", mode="before")
+    @classmethod
+    def _watch_cooldown(cls, value: object) -> object:
+        """A duration in words ("10m"); "0" turns the cooldown off."""
+        if isinstance(value, int) or value is None:
+            return value
+        text = str(value).strip()
+        return 0 if text == "0" else parse_duration_ms(text)
+
+    @field_validator("watch_flap")
+    @classmethod
+    def _watch_flap(cls, value: str) -> str:
+        """Parsed here so a bad value stops start-up with one line naming the variable; the
+        watcher parses the same text again (bot/alerts/watcher.py). Imported here: the
+        watcher's module imports the queues'."""
+        from bot.alerts.watcher import parse_flap
+
+        parse_flap(value)
+        return value.strip()
+
+    @field_validator("watch_overrides")
+    @classmethod
+    def _watch_overrides(cls, value: str | None) -> str | None:
+        """As WATCH_FLAP: checked at start, parsed again by the watcher."""
+        from bot.alerts.watcher import parse_overrides
+
+        if value is None:
+            return None
+        parse_overrides(value)
+        return value.strip() or None
 
     @field_validator("watch_no_workers_ms", "watch_no_completions_ms", mode="before")
     @classmethod
@@ -936,6 +1038,15 @@ class Settings(BaseSettings):
             for prefix in value:
                 validate_prefix(prefix)
             return tuple(dict.fromkeys(value))
+        return value
+
+    @field_validator("pagerduty_routing_key")
+    @classmethod
+    def _routing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """A blank key in a deploy's variables is a mistake, not "do not page": say so at
+        start rather than at the first incident, when nobody gets paged."""
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is set but blank; unset it, or set the PagerDuty integration key")
         return value
 
     @field_validator("slack_signing_secret", "slack_bot_token", "slack_app_token")
@@ -1008,7 +1119,7 @@ class Settings(BaseSettings):
             raise ValueError("is set but blank; unset it, or give the statement")
         return None if value is None else value.strip().rstrip(";").strip()
 
-    @field_validator("drain_url", "slack_api_url")
+    @field_validator("drain_url", "slack_api_url", "pagerduty_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return None if value is None else check_http_url(value)

@@ -19,20 +19,31 @@ Issue 14 adds three rules that need more than two ticks (`Streaks` keeps when ea
   no other trace);
 - stalled jobs rising (WATCH_STALLED_RISING): more active jobs without a lock than on the
   last tick; it stays open while the count does not fall.
+
+Issue 15 keeps the incident channels readable (`Watcher.on_tick`): one open incident per
+rule and queue (the group `watcher:<rule>:<queue>`, one incident per group); a cooldown
+(WATCH_COOLDOWN) before a resolved rule may open again on that queue; flapping (WATCH_FLAP,
+N opens in M minutes) keeps one incident open with a count instead of N channels; a snooze
+from the incident's button; thresholds per queue (WATCH_OVERRIDES). What must survive a
+restart and be shared by replicas is in Redis under `<state>:watcher:*` (when a group last
+resolved, its recent opens, its snooze), every key with a TTL; the times compared are the
+tick's, the values stored, so a test can play minutes in a second. Redis is read only on a
+tick where something changes (a breach appears or ends): an idle tick adds no command.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
 from bot.alerts.models import AlertEvent, Status
-from bot.durations import humanize_age_ms
+from bot.durations import humanize_age_ms, parse_duration_ms
 from bot.queues.bullmq import workers
 from bot.queues.keys import QueueRef
 from bot.queues.models import ProbeResult, QueueWork
@@ -48,6 +59,128 @@ WORKERS_EVERY_MS = 60_000
 no-workers rule is in minutes, and a tick every second must not list every client each time."""
 DB_QUEUE_PREFIX = "postgres"
 """The prefix the DB queue's probe rows carry (bot/queues/postgres): it has no Workers."""
+SNOOZE_MS = 60 * 60_000
+"""How long the incident's `Snooze 1h` button keeps the watcher quiet about a rule."""
+OPENS_KEPT = 100
+"""The most opens remembered per group: the flap count needs the window's, and a rule
+with no cooldown must not grow a sorted set without end."""
+GLOB_CHARS = frozenset("*?[")
+
+OVERRIDE_FIELDS = {
+    "depth": "depth",
+    "oldest": "oldest_ms",
+    "failed_pct": "failed_pct",
+    "dlq": "dlq_growth",
+    "no_workers": "no_workers_ms",
+    "no_completions": "no_completions_ms",
+    "stalled": "stalled_rising",
+}
+"""The names WATCH_OVERRIDES takes (the variables' without `WATCH_`) and WatchRules'."""
+
+
+def _override_value(name: str, text: str) -> int | float | bool:
+    """One threshold of WATCH_OVERRIDES, checked as its WATCH_ variable is; ValueError
+    with what is wrong."""
+    text = text.strip()
+    if name == "depth":
+        if not text.isdigit():
+            raise ValueError(f"depth={text[:40]!r} is not a whole number of jobs")
+        return int(text)
+    if name == "failed_pct":
+        try:
+            pct = float(text)
+        except ValueError:
+            raise ValueError(f"failed_pct={text[:40]!r} is not a percentage") from None
+        if not 0 <= pct <= 100:
+            raise ValueError(f"failed_pct={text[:40]} is outside 0 to 100")
+        return pct
+    if name in ("dlq", "stalled"):
+        word = text.lower()
+        if word not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+            raise ValueError(f"{name}={text[:40]!r} is not yes or no")
+        return word in ("true", "yes", "on", "1")
+    return 0 if text == "0" else parse_duration_ms(text)
+
+
+@dataclass(frozen=True)
+class QueueOverride:
+    """`billing-*:depth=5000,oldest=30m`: thresholds for the queues a glob matches, matched
+    as QUEUEOPS_QUEUES matches them (bot/queues/bullmq/catalog.py): a word without `:`
+    against the queue's name, `prefix:name` part by part."""
+
+    pattern: str
+    values: tuple[tuple[str, int | float | bool], ...]
+
+    def matches(self, prefix: str, name: str) -> bool:
+        if ":" in self.pattern:
+            want_prefix, _, want_name = self.pattern.rpartition(":")
+            return fnmatch.fnmatchcase(prefix, want_prefix) and fnmatch.fnmatchcase(name, want_name)
+        if any(c in GLOB_CHARS for c in self.pattern):
+            return fnmatch.fnmatchcase(name, self.pattern)
+        return name == self.pattern
+
+
+def parse_overrides(text: str | None) -> tuple[QueueOverride, ...]:
+    """WATCH_OVERRIDES: `glob:name=value,...;glob:...`; ValueError saying which part is
+    wrong (config.py turns it into one line naming the variable)."""
+    found: list[QueueOverride] = []
+    for part in (text or "").split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        # A full-name glob (`bull:billing-*`) has a ':' of its own: the thresholds start
+        # after the last ':' before the first '='.
+        head = part.split("=", 1)[0]
+        pattern, sep, _ = head.rpartition(":")
+        settings = part[len(pattern) + 1 :]
+        if not sep or not pattern.strip() or "=" not in part:
+            raise ValueError(f"{part[:60]!r} is not QUEUE:name=value (e.g. billing-*:depth=5000)")
+        values: list[tuple[str, int | float | bool]] = []
+        for pair in settings.split(","):
+            name, eq, value = pair.partition("=")
+            name = name.strip()
+            if not eq or name not in OVERRIDE_FIELDS:
+                raise ValueError(
+                    f"{pair.strip()[:40]!r} in {pattern.strip()[:40]!r}: use "
+                    + ", ".join(f"{n}=" for n in OVERRIDE_FIELDS)
+                )
+            values.append((OVERRIDE_FIELDS[name], _override_value(name, value)))
+        found.append(QueueOverride(pattern.strip(), tuple(values)))
+    return tuple(found)
+
+
+def parse_flap(text: str) -> tuple[int, int]:
+    """WATCH_FLAP, `N/M` ("3/30m"): N opens within M are flapping; "0" turns it off."""
+    text = text.strip()
+    if text == "0":
+        return 0, 0
+    count, slash, window = text.partition("/")
+    if not slash or not count.strip().isdigit() or int(count) < 2:
+        raise ValueError(f"{text[:40]!r} is not N/M with N at least 2 (e.g. 3/30m), or 0")
+    ms = parse_duration_ms(window)
+    if ms <= 0:
+        raise ValueError(f"{text[:40]!r}: the window must be longer than 0")
+    return int(count), ms
+
+
+def window_words(ms: int) -> str:
+    """The flap window as the summary says it: "30 minutes", "2 hours", "90 seconds"."""
+    for size, unit in ((3_600_000, "hour"), (60_000, "minute"), (1000, "second")):
+        if ms >= size and ms % size == 0:
+            n = ms // size
+            return f"{n} {unit}" + ("s" if n != 1 else "")
+    return f"{ms} ms"
+
+
+def snooze_key(state_prefix: str, group_key: str) -> str:
+    """Where a group's snooze is kept (the incident's `Snooze 1h` button writes it)."""
+    return f"{state_prefix}:watcher:snooze:{group_key}"
+
+
+async def snooze(redis: Redis, state_prefix: str, group_key: str, until_ms: int) -> None:
+    """Keep the watcher quiet about one rule on one queue until `until_ms`: the value is
+    the time (the tick compares it with its own), the TTL bounds the key."""
+    await redis.set(snooze_key(state_prefix, group_key), until_ms, px=SNOOZE_MS + 60_000)
 
 
 @dataclass(frozen=True)
@@ -59,10 +192,15 @@ class WatchRules:
     no_workers_ms: int = 5 * 60_000
     no_completions_ms: int = 15 * 60_000
     stalled_rising: bool = True
+    cooldown_ms: int = 10 * 60_000
+    flap_opens: int = 3
+    flap_window_ms: int = 30 * 60_000
+    overrides: tuple[QueueOverride, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WatchRules:
         """Every rule as configured (WATCH_*)."""
+        opens, window = parse_flap(settings.watch_flap)
         return cls(
             depth=settings.watch_depth,
             oldest_ms=settings.watch_oldest_ms,
@@ -71,7 +209,26 @@ class WatchRules:
             no_workers_ms=settings.watch_no_workers_ms,
             no_completions_ms=settings.watch_no_completions_ms,
             stalled_rising=settings.watch_stalled_rising,
+            cooldown_ms=settings.watch_cooldown_ms,
+            flap_opens=opens,
+            flap_window_ms=window,
+            overrides=parse_overrides(settings.watch_overrides),
         )
+
+    def for_queue(self, prefix: str, name: str) -> WatchRules:
+        """The thresholds for one queue: every override whose glob matches it, in the
+        order configured (a later one wins)."""
+        changes = {
+            field_name: value
+            for o in self.overrides
+            if o.matches(prefix, name)
+            for field_name, value in o.values
+        }
+        return replace(self, **changes) if changes else self  # type: ignore[arg-type]
+
+    @property
+    def flapping_on(self) -> bool:
+        return self.flap_opens >= 2 and self.flap_window_ms > 0
 
 
 @dataclass(frozen=True)
@@ -259,6 +416,7 @@ class Watcher:
         self.rules = rules
         self.emit = emit
         self.redis = redis
+        self.state_prefix = state_prefix
         self.key = f"{state_prefix}:watcher:active"
         self.cron_mode = cron_mode
         self._before: dict[str, QueueWork] = {}
@@ -267,6 +425,18 @@ class Watcher:
         self._workers_unknown_said = False
         self._workers_at: int | None = None
         self._workers: dict[str, int] | None = None
+        self._rules_of: dict[tuple[str, str], WatchRules] = {}
+        self._clear_since: dict[str, int] = {}
+        """Flapping groups whose breach ended: their resolve waits for a quiet window."""
+        self._held_until: dict[str, int] = {}
+        """Groups known to be in their cooldown or snoozed until then (no Redis till then)."""
+
+    def rules_for(self, q: QueueWork) -> WatchRules:
+        """The queue's thresholds (WATCH_OVERRIDES), worked out once per queue."""
+        found = self._rules_of.get((q.prefix, q.name))
+        if found is None:
+            found = self._rules_of[(q.prefix, q.name)] = self.rules.for_queue(q.prefix, q.name)
+        return found
 
     async def with_workers(self, result: ProbeResult, cron_mode: bool) -> list[QueueWork]:
         """The tick's queues, with `workers` counted when the no-workers rule could fire:
@@ -275,7 +445,7 @@ class Watcher:
         command. At most once every WORKERS_EVERY_MS: between, the last counts stand. A Redis
         refusing CLIENT LIST leaves the counts unknown, said once."""
         bullmq = [q for q in result.queues if q.prefix != DB_QUEUE_PREFIX]
-        if not self.rules.no_workers_ms or cron_mode or not any(waiting(q) for q in bullmq):
+        if cron_mode or not any(waiting(q) and self.rules_for(q).no_workers_ms for q in bullmq):
             self._workers_at = None  # the next waiting tick counts afresh
             return list(result.queues)
         refs = {q.shown: QueueRef(q.prefix, q.name) for q in bullmq}
@@ -300,6 +470,10 @@ class Watcher:
         ]
 
     async def on_tick(self, result: ProbeResult) -> None:
+        """Emit what changed since the last tick: a breach that opens (unless its group is
+        in its cooldown or snoozed: then it waits), a flapping group breaching again (its
+        open incident's count, no new one), a breach that ended (a flapping group's resolve
+        waits until it stayed clear for the flap window)."""
         if self._active is None:  # once per process: what an earlier run left firing
             keys = [str(m) for m in await self.redis.smembers(self.key)]
             self._active = {
@@ -311,25 +485,113 @@ class Watcher:
         found = {
             b.group_key: b
             for q in queues
+            for rules in [self.rules_for(q)]
             for b in [
-                *breaches(self.rules, q, self._before.get(q.shown), result.at_ms),
+                *breaches(rules, q, self._before.get(q.shown), result.at_ms),
                 *self._streaks.breaches(
-                    self.rules, q, self._before.get(q.shown), result.at_ms, cron_mode=cron_mode
+                    rules, q, self._before.get(q.shown), result.at_ms, cron_mode=cron_mode
                 ),
             ]
         }
         self._before = {q.shown: q for q in queues}
         self._streaks.forget(set(self._before))
-        at = datetime.fromtimestamp(result.at_ms / 1000, tz=UTC)
+        at_ms = result.at_ms
+        at = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
+        active = self._active
         for key, breach in found.items():
-            if key not in self._active:
-                await self.emit(self._event(breach, "firing", at))
-                await self.redis.sadd(self.key, key)
-        for key, breach in list(self._active.items()):
-            if key not in found:
-                await self.emit(self._event(breach, "resolved", at))
-                await self.redis.srem(self.key, key)
-        self._active = found
+            if key in active and key not in self._clear_since:
+                continue  # firing, said already
+            if await self._held(key, at_ms):
+                continue  # cooldown or snooze: asked again on a later tick
+            count = await self._opened(key, at_ms)
+            if self.rules.flapping_on and count >= self.rules.flap_opens:
+                breach = replace(
+                    breach,
+                    summary=f"{breach.summary} · flapping: {count} times in "
+                    f"{window_words(self.rules.flap_window_ms)}",
+                )
+            event = self._event(breach, "firing", at)
+            if key in active:  # flapping, back before its resolve went out: the same incident
+                # (whose summary the new notification updates: Incidents.handle)
+                del self._clear_since[key]
+            await self.emit(event)
+            await self.redis.sadd(self.key, key)
+            active[key] = breach
+        for key, breach in list(active.items()):
+            if key in found:
+                continue
+            since = self._clear_since.get(key)
+            if since is None and await self._flapping(key, at_ms):
+                self._clear_since[key] = at_ms  # keep the one incident open for now
+                continue
+            if since is not None and at_ms - since < self.rules.flap_window_ms:
+                continue
+            if await self._held(key, at_ms, cooldown=False):
+                continue  # snoozed: resolved when the snooze ends, if still clear
+            await self.emit(self._event(breach, "resolved", at))
+            await self._resolved(key, at_ms)
+            self._clear_since.pop(key, None)
+            del active[key]
+
+    async def _held(self, key: str, at_ms: int, *, cooldown: bool = True) -> bool:
+        """Whether the group may not emit now: snoozed, or (`cooldown`) resolved less than
+        WATCH_COOLDOWN ago. One round trip, only on a tick where the group changes; a hold
+        found is remembered until it ends."""
+        if self._held_until.get(key, 0) > at_ms and cooldown:
+            return True
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(snooze_key(self.state_prefix, key))
+            pipe.get(self._cooldown_key(key))
+            snoozed, resolved = await pipe.execute()
+        until = int(snoozed) if snoozed else 0
+        if cooldown and resolved and self.rules.cooldown_ms:
+            until = max(until, int(resolved) + self.rules.cooldown_ms)
+        if until > at_ms:
+            self._held_until[key] = until
+            return True
+        self._held_until.pop(key, None)
+        return False
+
+    def _cooldown_key(self, key: str) -> str:
+        return f"{self.state_prefix}:watcher:resolved:{key}"
+
+    def _opens_key(self, key: str) -> str:
+        return f"{self.state_prefix}:watcher:opens:{key}"
+
+    async def _opened(self, key: str, at_ms: int) -> int:
+        """Record an open of the group; how many it had within the flap window (this one
+        included). Bounded (OPENS_KEPT) and expiring with the window."""
+        if not self.rules.flapping_on:
+            return 1
+        opens = self._opens_key(key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(opens, {str(at_ms): at_ms})
+            pipe.zremrangebyscore(opens, "-inf", at_ms - self.rules.flap_window_ms)
+            pipe.zremrangebyrank(opens, 0, -OPENS_KEPT - 1)
+            pipe.zcard(opens)
+            pipe.pexpire(opens, self.rules.flap_window_ms)
+            replies = await pipe.execute()
+        return int(replies[3])
+
+    async def _flapping(self, key: str, at_ms: int) -> bool:
+        """Whether the group opened WATCH_FLAP's N times within its window."""
+        if not self.rules.flapping_on:
+            return False
+        count = await self.redis.zcount(
+            self._opens_key(key), at_ms - self.rules.flap_window_ms, "+inf"
+        )
+        return int(count) >= self.rules.flap_opens
+
+    async def _resolved(self, key: str, at_ms: int) -> None:
+        """The group resolved: out of the active set, and its cooldown begins (the time,
+        kept as long as the cooldown lasts)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.srem(self.key, key)
+            if self.rules.cooldown_ms:
+                pipe.set(self._cooldown_key(key), at_ms, px=self.rules.cooldown_ms)
+            await pipe.execute()
+        if self.rules.cooldown_ms:
+            self._held_until[key] = at_ms + self.rules.cooldown_ms
 
     @staticmethod
     def _event(breach: Breach, status: Status, at: datetime) -> AlertEvent:

@@ -3,6 +3,11 @@
 Each button runs an ordinary command through the Dispatcher as the person who pressed it
 (roles, rate limit, audit and the incident timeline apply as for /queue), and posts the
 reply in the incident channel.
+
+The watcher's incidents also have `Acknowledge` (who took it, on the status message) and
+`Snooze 1h` (the watcher says nothing more about that rule on that queue for an hour): not
+commands, but records on the incident (its hash, which the status message reads) and, for
+the snooze, the watcher's own key (bot/alerts/watcher.py: `snooze`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 import logging
 import re
 import shlex
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,8 +25,10 @@ from slack_sdk.models.blocks import InputBlock, PlainTextInputElement
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.alerts.watcher import SNOOZE_MS, snooze
 from bot.dispatch import Dispatcher
 from bot.incidents.channels import Incidents
+from bot.incidents.messages import utc, watcher_group_of
 from bot.roles import Role
 from bot.slack.blocks import RUN_COMMAND, as_dicts, fallback_text, render_blocks
 from bot.slack.roles import RoleResolver
@@ -49,6 +57,8 @@ class IncidentActions:
         app.action("incident_resolve")(self.on_resolve)
         app.action("incident_quarantine")(self.on_quarantine)
         app.action("incident_checklist")(self.on_checklist)
+        app.action("incident_ack")(self.on_ack)
+        app.action("incident_snooze")(self.on_snooze)
         app.action(re.compile(rf"^{RUN_COMMAND}:\d+$"))(self.on_run_command)
         app.view("incident_quarantine_modal")(self.on_quarantine_submit)
 
@@ -125,6 +135,64 @@ class IncidentActions:
             return
         async with self.dispatcher.tracking():
             await self.incidents.resolve(iid, by=f"slack:{user}")
+
+    async def _watcher_incident(
+        self, iid: str, user: str, channel: str, doing: str
+    ) -> tuple[dict[str, Any], str] | None:
+        """The open watcher incident a button names, and its group, for an operator; else
+        one line back to the presser, privately, and None."""
+        refusal = None
+        incident: dict[str, Any] = {}
+        group = None
+        if await self.roles.role_of(user) < Role.OPERATOR:
+            refusal = f"{doing} an incident needs the operator role (QUEUEOPS_ROLES)"
+        elif not iid or not await self.incidents.exists(iid):
+            refusal = "that incident is gone"
+        else:
+            incident = await self.incidents.load(iid)
+            group = watcher_group_of(incident)
+            if group is None:
+                refusal = "only the watcher's incidents have this button"
+            elif incident.get("status") == "resolved":
+                refusal = "that incident is resolved already"
+        if refusal is not None or group is None:
+            await self.client.chat_postEphemeral(channel=channel, user=user, text=refusal or "")
+            return None
+        return incident, group
+
+    async def on_ack(self, ack: Any, body: dict[str, Any]) -> None:
+        """Acknowledge: who and when, on the status message; one line in the channel."""
+        await ack()
+        iid, _, user, channel = self._value(body)
+        found = await self._watcher_incident(iid, user, channel, "acknowledging")
+        if found is None:
+            return
+        now = int(time.time() * 1000)
+        await self.incidents.record(iid, {"acked_by": user, "acked_at": now})
+        await self.incidents.add_to_timeline(iid, f"slack:{user} acknowledged", now)
+        await self.client.chat_postMessage(
+            channel=channel, text=f"<@{user}> acknowledged this incident"
+        )
+        await self.incidents.refresh_status(iid, force=True)
+
+    async def on_snooze(self, ack: Any, body: dict[str, Any]) -> None:
+        """Snooze 1h: the watcher emits nothing for this rule on this queue until then (it
+        resolves or fires afterwards as things are then); said on the status message and in
+        one line."""
+        await ack()
+        iid, _, user, channel = self._value(body)
+        found = await self._watcher_incident(iid, user, channel, "snoozing")
+        if found is None:
+            return
+        _, group = found
+        until = int(time.time() * 1000) + SNOOZE_MS
+        await snooze(self.incidents.redis, self.incidents.state_prefix, group, until)
+        await self.incidents.record(iid, {"snoozed_until": until})
+        rule, _, queue = group.removeprefix("watcher:").partition(":")
+        line = f"snoozed the watcher's {rule} rule on {queue} until {utc(until)}"
+        await self.incidents.add_to_timeline(iid, f"slack:{user} {line}")
+        await self.client.chat_postMessage(channel=channel, text=f"<@{user}> {line}")
+        await self.incidents.refresh_status(iid, force=True)
 
     async def on_checklist(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()

@@ -6,6 +6,7 @@ Built with slack_sdk's block models; the snapshot part is the snapshot command's
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,36 @@ def utc(dt: datetime | int) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+WATCHER_GROUP = "watcher:"
+"""The group keys of the watcher's alerts (bot/alerts/watcher.py: Breach.group_key)."""
+
+
+def watcher_group_of(incident: dict[str, Any]) -> str | None:
+    """The watcher group (`watcher:<rule>:<queue>`) an incident belongs to, or None. The
+    incident keeps its group only as the id's hash (`<group id>-<n>`, AlertEvent.group_id):
+    the group its labels name must hash to it, so an Alertmanager alert that happens to
+    carry `rule` and `queue` labels does not get the watcher's buttons."""
+    labels = incident.get("labels") or {}
+    key = f"{WATCHER_GROUP}{labels.get('rule', '')}:{labels.get('queue', '')}"
+    gid = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return key if str(incident.get("id", "")).startswith(f"{gid}-") else None
+
+
+def watcher_lines(incident: dict[str, Any], now_ms: int | None = None) -> list[str]:
+    """Who acknowledged a watcher incident, and until when its rule is snoozed."""
+    lines = []
+    if incident.get("acked_by"):
+        lines.append(
+            f":eyes: Acknowledged by <@{escape(str(incident['acked_by']))}> "
+            f"at {utc(int(incident.get('acked_at') or 0))}"
+        )
+    until = int(incident.get("snoozed_until") or 0)
+    now = now_ms if now_ms is not None else int(datetime.now(tz=UTC).timestamp() * 1000)
+    if until > now:
+        lines.append(f":zzz: Watcher snoozed until {utc(until)}")
+    return lines
+
+
 def status_message(
     incident: dict[str, Any], snapshot: list[ViewBlock], *, drain_available: bool
 ) -> list[Block]:
@@ -71,6 +102,9 @@ def status_message(
         links.append(f"<{incident['runbook']}|runbook>")
     if links:
         lines.append(" · ".join(links))
+    watcher = watcher_group_of(incident)
+    if watcher:
+        lines += watcher_lines(incident)
     labels = ", ".join(f"`{escape(k)}={escape(v)}`" for k, v in incident["labels"].items())
     blocks: list[Block] = [
         HeaderBlock(text=title[:150]),
@@ -124,6 +158,11 @@ def status_message(
             buttons += [
                 ButtonElement(text="Pause queue", action_id="incident_pause", value=value),
                 ButtonElement(text="Quarantine…", action_id="incident_quarantine", value=value),
+            ]
+        if watcher:
+            buttons += [
+                ButtonElement(text="Acknowledge", action_id="incident_ack", value=value),
+                ButtonElement(text="Snooze 1h", action_id="incident_snooze", value=value),
             ]
         buttons.append(
             ButtonElement(
