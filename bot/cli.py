@@ -50,6 +50,10 @@ COMMAND_LINES: tuple[tuple[str, str], ...] = (
     ("schedulers", "job schedulers and repeatable jobs: next run, last completed run"),
     # -- workers (issue 14) --
     ("workers", "the npm bullmq Workers connected per queue: address, age, idle"),
+    ("incident declare", "open an incident channel as an alert does: status, checklist, buttons"),
+    ("incident lead", "who leads this channel's incident (a hand-over with --note); acks the page"),
+    ("incident severity", "change this channel's incident severity (pages at PAGE_SEVERITY)"),
+    ("incident update", "post a status update: in the channel, on the status, to stakeholders"),
     ("drain", "call the app's drain endpoint now; results per queue"),
     ("cron status", "the drain cron: on or off, cadence, last and next tick"),
     ("cron history", "the last drains: queues, HTTP status, processed, failed, duration"),

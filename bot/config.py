@@ -817,6 +817,19 @@ class Settings(BaseSettings):
         examples=["sev1"],
         json_schema_extra={"section": "Alerts and incidents", "format": "`sev1`, `sev2` or `sev3`"},
     )
+    incident_updates_channel: str | None = Field(
+        None,
+        validation_alias="INCIDENT_UPDATES_CHANNEL",
+        description="The stakeholders' Slack channel: every incident's `/queue incident "
+        "update` is mirrored there as one message per incident, edited in place as updates "
+        "come (its title, severity, lead, state and latest update). Invite the bot to it. "
+        "Unset: updates stay in the incident channel.",
+        examples=["C0123ABCDEF"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "a channel id (`C…`, `G…` or `D…`; not the channel's name)",
+        },
+    )
     state_prefix: str = Field(
         "queueops",
         validation_alias="QUEUEOPS_STATE_PREFIX",
@@ -1058,7 +1071,7 @@ class Settings(BaseSettings):
             raise ValueError("is set but blank; unset it, or set the value from the Slack app")
         return value
 
-    @field_validator("audit_channel")
+    @field_validator("audit_channel", "incident_updates_channel")
     @classmethod
     def _channel(cls, value: str | None) -> str | None:
         if value is not None and not _SLACK_CHANNEL_ID.fullmatch(value):

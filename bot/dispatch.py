@@ -25,6 +25,7 @@ from bot.queues.service import QueueService
 from bot.ratelimit import RateLimiter
 from bot.roles import Role
 from commands.context import CommandContext
+from commands.incident_desk import IncidentDesk
 from commands.registry import Command, resolve
 from commands.runner import Outcome, execute
 from scheduler.state import CronState, Mode
@@ -44,6 +45,8 @@ class Dispatcher:
     metrics: bool = True
     """Count commands in bot/metrics.py's Prometheus metrics (not in a one-shot CLI run:
     nothing would read them, and prometheus_client is 10% of such a run)."""
+    incidents: IncidentDesk | None = None
+    """The incident desk the `incident` commands use; set by `serve` when Slack is on."""
     _in_flight: int = field(default=0, init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
@@ -68,6 +71,8 @@ class Dispatcher:
             role=role,
             cron=self.cron,
             drain=self.drain,
+            incidents=self.incidents,
+            channel=channel,
         )
         async with self.tracking():
             outcome = await execute(

@@ -55,6 +55,7 @@ from bot.environments import Env, Environments
 from bot.errors import QueueOpsError, RedisQuotaExhausted
 from bot.incidents.actions import IncidentActions
 from bot.incidents.channels import Incidents
+from bot.incidents.desk import SlackIncidentDesk
 from bot.incidents.paging import PagerDutyPager
 from bot.metrics import ALERTS_DEAD_LETTERED, ALERTS_UNHANDLED, QueueGauges
 from bot.queues.bullmq.probe import Extra
@@ -452,6 +453,9 @@ async def build_app(settings: Settings) -> web.Application:
         pending_at = ticker.add_extra(Extra("xpending", stream.key, (GROUP,)))
         archive_at = ticker.add_extra(Extra("zdue", f"{settings.state_prefix}:archive", ("now",)))
         ticker.add_hook(_alert_upkeep(worker, incidents, pending_at, archive_at))
+        dispatcher.incidents = SlackIncidentDesk(
+            incidents, client, updates_channel=settings.incident_updates_channel
+        )
         IncidentActions(dispatcher, incidents, handlers.roles, client).register(bolt)
         audit.listeners.append(_timeline(incidents))
         if settings.audit_channel:

@@ -9,6 +9,7 @@ from bot.drain import DrainClient
 from bot.errors import OperationFailed
 from bot.queues.service import QueueService
 from bot.roles import Role
+from commands.incident_desk import IncidentDesk
 from scheduler.state import CronState
 
 
@@ -23,6 +24,12 @@ class CommandContext:
     cron: CronState | None = None
     drain: DrainClient | None = None
     """None when DRAIN_URL is not set."""
+    incidents: IncidentDesk | None = None
+    """The incident desk (declare, lead, severity, update): only where Slack is on
+    (`queueops serve` with SLACK_BOT_TOKEN); None in the CLI and the shell."""
+    channel: str | None = None
+    """The Slack channel the command was typed in: the incident commands act on the
+    incident that channel is run for. None outside Slack."""
 
     @property
     def instant_drains(self) -> bool:

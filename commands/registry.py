@@ -129,6 +129,7 @@ FAMILIES: dict[str, str] = {
     "schedulers": "commands.queue_actions",
     # -- workers (issue 14) --
     "workers": "commands.workers",
+    "incident": "commands.incident",
     "drain": "commands.drain",
     "cron": "commands.cron",
     "budget": "commands.budget",

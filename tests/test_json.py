@@ -94,6 +94,10 @@ async def test_every_commands_json_is_camel_case(
         "schedulers a",
         # -- workers (issue 14) --
         "workers a",
+        'incident declare "a is stuck" --queue a',
+        "incident lead <@U123>",
+        "incident severity sev1",
+        'incident update "scaled up"',
         # -- job detail and edit-then-replay (issue 14) --
         "dlq replay a 2 --set payload.text=fixed",
         "job show a 999",

@@ -93,7 +93,8 @@ class GenericAlert(_Tolerant):
 class AlertEvent(BaseModel):
     """One notification about one alert group, whatever its source; stored in the stream."""
 
-    source: Literal["alertmanager", "generic", "watcher"]
+    source: Literal["alertmanager", "generic", "watcher", "declared"]
+    """"declared": a person opened it (`/queue incident declare`), not an alert."""
     group_key: str
     status: Status
     title: str

@@ -27,11 +27,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.watcher import SNOOZE_MS, snooze
 from bot.dispatch import Dispatcher
+from bot.errors import QueueOpsError
 from bot.incidents.channels import Incidents
-from bot.incidents.messages import utc, watcher_group_of
+from bot.incidents.desk import SlackIncidentDesk
+from bot.incidents.messages import TAKE_LEAD, utc, watcher_group_of
 from bot.roles import Role
 from bot.slack.blocks import RUN_COMMAND, as_dicts, fallback_text, render_blocks
 from bot.slack.roles import RoleResolver
+from commands.incident_desk import IncidentDesk
 from commands.reply import ErrorReply
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ class IncidentActions:
         app.action("incident_checklist")(self.on_checklist)
         app.action("incident_ack")(self.on_ack)
         app.action("incident_snooze")(self.on_snooze)
+        app.action(TAKE_LEAD)(self.on_take_lead)
         app.action(re.compile(rf"^{RUN_COMMAND}:\d+$"))(self.on_run_command)
         app.view("incident_quarantine_modal")(self.on_quarantine_submit)
 
@@ -193,6 +197,33 @@ class IncidentActions:
         await self.incidents.add_to_timeline(iid, f"slack:{user} {line}")
         await self.client.chat_postMessage(channel=channel, text=f"<@{user}> {line}")
         await self.incidents.refresh_status(iid, force=True)
+
+    async def on_take_lead(self, ack: Any, body: dict[str, Any]) -> None:
+        """Take the lead (the status message, and the question put to whoever declared):
+        the presser leads, as `incident lead @them` would make them; an operator's move,
+        a viewer is told privately, as for the other buttons."""
+        await ack()
+        iid, _, user, channel = self._value(body)
+        if await self.roles.role_of(user) < Role.OPERATOR:
+            await self.client.chat_postEphemeral(
+                channel=channel,
+                user=user,
+                text="leading an incident needs the operator role (QUEUEOPS_ROLES)",
+            )
+            return
+        desk: IncidentDesk = self.dispatcher.incidents or SlackIncidentDesk(
+            self.incidents, self.client
+        )
+        async with self.dispatcher.tracking():
+            try:
+                change = await desk.set_lead(iid, user, by=f"slack:{user}", note=None)
+            except QueueOpsError as err:  # resolved, gone: one line back to the presser
+                await self.client.chat_postEphemeral(channel=channel, user=user, text=str(err))
+                return
+        if not change.changed:
+            await self.client.chat_postEphemeral(
+                channel=channel, user=user, text="you lead this incident already"
+            )
 
     async def on_checklist(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()

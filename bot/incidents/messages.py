@@ -23,6 +23,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.incidents.paging import severity_of_labels
 from bot.slack.blocks import escape, render_blocks
 from bot.text import plural
 from commands.view import Block as ViewBlock
@@ -51,6 +52,27 @@ def utc(dt: datetime | int) -> str:
     if isinstance(dt, int):
         dt = datetime.fromtimestamp(dt / 1000, tz=UTC)
     return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+TAKE_LEAD = "incident_take_lead"
+"""The action id of the `Take the lead` button (bot/incidents/actions.py handles it)."""
+
+
+def lead_lines(incident: dict[str, Any]) -> list[str]:
+    """Severity and lead, then the latest update (each `incident update` replaces it): what
+    a responder joining the channel needs first."""
+    lead = f"<@{escape(str(incident['lead']))}>" if incident.get("lead") else "nobody yet"
+    # Before `open` records it, the severity is the labels' (the first render).
+    severity = incident.get("severity") or severity_of_labels(incident.get("labels") or {})
+    lines = [f"*{escape(str(severity))}* · lead: {lead}"]
+    if incident.get("update"):
+        by = str(incident.get("updated_by") or "")
+        who = f"<@{by.removeprefix('slack:')}>" if by.startswith("slack:") else escape(by)
+        lines.append(
+            f":mega: {escape(str(incident['update']))} "
+            f"_({utc(int(incident.get('updated_at') or 0))}, {who})_"
+        )
+    return lines
 
 
 WATCHER_GROUP = "watcher:"
@@ -92,7 +114,7 @@ def status_message(
     title = f"{incident['title']}" + (
         f" on {', '.join(incident['queues'])}" if incident["queues"] else ""
     )
-    lines = [f"*{mark}* since {utc(incident['starts_at'])}"]
+    lines = [f"*{mark}* since {utc(incident['starts_at'])}", *lead_lines(incident)]
     if incident.get("summary"):
         lines.append(escape(incident["summary"]))
     links = []
@@ -152,6 +174,8 @@ def status_message(
         queue = incident["queues"][0] if incident["queues"] else ""
         value = f"{incident['id']}|{queue}"
         buttons = [ButtonElement(text="Snapshot", action_id="incident_snapshot", value=value)]
+        if not incident.get("lead"):
+            buttons.insert(0, ButtonElement(text="Take the lead", action_id=TAKE_LEAD, value=value))
         if drain_available:
             buttons.append(ButtonElement(text="Drain now", action_id="incident_drain", value=value))
         if queue:
