@@ -168,8 +168,17 @@ async def test_always_on_mode_never_touches_the_markers(
     await bot.app[TICKER].tick()
     assert not watch.running
     assert time.monotonic() - started < 1.0  # the block in progress ends at once
-    clients = await redis.client_list()
-    assert not [c for c in clients if c.get("name") == WAKE_CLIENT_NAME]
+
+    async def wake_clients() -> list[object]:
+        return [c for c in await redis.client_list() if c.get("name") == WAKE_CLIENT_NAME]
+
+    # The server drops a closed connection when it reads the close: on a busy machine a
+    # moment after the client let go (a CI run once saw it still listed).
+    for _ in range(40):
+        if not await wake_clients():
+            break
+        await asyncio.sleep(0.05)
+    assert not await wake_clients()
 
 
 async def test_a_dropped_connection_is_reopened_with_backoff_and_logged_once(
