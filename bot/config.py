@@ -830,6 +830,20 @@ class Settings(BaseSettings):
             "format": "a channel id (`C…`, `G…` or `D…`; not the channel's name)",
         },
     )
+    incident_update_every: str = Field(
+        "sev1=30m,sev2=60m",
+        validation_alias=AliasChoices("INCIDENT_UPDATE_EVERY", "incident_update_every"),
+        description="How long an open incident may go without an `/queue incident update` "
+        "before its lead (or the channel, with no lead yet) is reminded in the incident "
+        "channel, per severity; once per interval, with a `Snooze` button (30 minutes). "
+        "Counted from the opening until the first update. A severity left out is not "
+        "reminded (sev3 by default); an empty value turns reminders off.",
+        examples=["sev1=15m,sev2=30m,sev3=4h"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "`sevN=duration,...` (`sev1=30m`; units `ms`, `s`, `m`, `h`, `d`)",
+        },
+    )
     state_prefix: str = Field(
         "queueops",
         validation_alias="QUEUEOPS_STATE_PREFIX",
@@ -971,6 +985,16 @@ class Settings(BaseSettings):
         from bot.alerts.watcher import parse_flap
 
         parse_flap(value)
+        return value.strip()
+
+    @field_validator("incident_update_every")
+    @classmethod
+    def _incident_update_every(cls, value: str) -> str:
+        """As WATCH_FLAP: checked at start, parsed again by the reminders (imported here:
+        their module imports the incidents')."""
+        from bot.incidents.reminders import parse_update_every
+
+        parse_update_every(value)
         return value.strip()
 
     @field_validator("watch_overrides")

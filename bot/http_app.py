@@ -57,6 +57,7 @@ from bot.incidents.actions import IncidentActions
 from bot.incidents.channels import Incidents
 from bot.incidents.desk import SlackIncidentDesk
 from bot.incidents.paging import PagerDutyPager
+from bot.incidents.reminders import Reminders, parse_update_every
 from bot.metrics import ALERTS_DEAD_LETTERED, ALERTS_UNHANDLED, QueueGauges
 from bot.queues.bullmq.probe import Extra
 from bot.queues.bullmq.slots import is_cluster_client
@@ -453,6 +454,11 @@ async def build_app(settings: Settings) -> web.Application:
         pending_at = ticker.add_extra(Extra("xpending", stream.key, (GROUP,)))
         archive_at = ticker.add_extra(Extra("zdue", f"{settings.state_prefix}:archive", ("now",)))
         ticker.add_hook(_alert_upkeep(worker, incidents, pending_at, archive_at))
+        every = parse_update_every(settings.incident_update_every)
+        if every:  # counted in the tick's own command: no extra one (reminders.py)
+            reminders = Reminders(incidents, client, every)
+            reminders.index = ticker.add_extra(reminders.extra())
+            ticker.add_hook(reminders.on_tick)
         dispatcher.incidents = SlackIncidentDesk(
             incidents, client, updates_channel=settings.incident_updates_channel
         )

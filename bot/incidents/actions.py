@@ -31,6 +31,8 @@ from bot.errors import QueueOpsError
 from bot.incidents.channels import Incidents
 from bot.incidents.desk import SlackIncidentDesk
 from bot.incidents.messages import TAKE_LEAD, utc, watcher_group_of
+from bot.incidents.reminders import REMIND_SNOOZE, snooze_reminder
+from bot.incidents.reminders import SNOOZE_MS as REMIND_SNOOZE_MS
 from bot.roles import Role
 from bot.slack.blocks import RUN_COMMAND, as_dicts, fallback_text, render_blocks
 from bot.slack.roles import RoleResolver
@@ -63,6 +65,7 @@ class IncidentActions:
         app.action("incident_ack")(self.on_ack)
         app.action("incident_snooze")(self.on_snooze)
         app.action(TAKE_LEAD)(self.on_take_lead)
+        app.action(REMIND_SNOOZE)(self.on_remind_snooze)
         app.action(re.compile(rf"^{RUN_COMMAND}:\d+$"))(self.on_run_command)
         app.view("incident_quarantine_modal")(self.on_quarantine_submit)
 
@@ -197,6 +200,30 @@ class IncidentActions:
         await self.incidents.add_to_timeline(iid, f"slack:{user} {line}")
         await self.client.chat_postMessage(channel=channel, text=f"<@{user}> {line}")
         await self.incidents.refresh_status(iid, force=True)
+
+    async def on_remind_snooze(self, ack: Any, body: dict[str, Any]) -> None:
+        """Snooze on an update reminder: no reminder for 30 minutes (bot/incidents/
+        reminders.py); an operator's move, said in one line and in the timeline."""
+        await ack()
+        iid, _, user, channel = self._value(body)
+        if await self.roles.role_of(user) < Role.OPERATOR:
+            await self.client.chat_postEphemeral(
+                channel=channel,
+                user=user,
+                text="snoozing the update reminder needs the operator role (QUEUEOPS_ROLES)",
+            )
+            return
+        incident = await self.incidents.load(iid) if await self.incidents.exists(iid) else None
+        if incident is None or incident.get("status") == "resolved":
+            await self.client.chat_postEphemeral(
+                channel=channel, user=user, text="this incident is resolved or gone"
+            )
+            return
+        until = int(time.time() * 1000) + REMIND_SNOOZE_MS
+        await snooze_reminder(self.incidents, iid, until)
+        line = f"snoozed the update reminder until {utc(until)}"
+        await self.incidents.add_to_timeline(iid, f"slack:{user} {line}")
+        await self.client.chat_postMessage(channel=channel, text=f"<@{user}> {line}")
 
     async def on_take_lead(self, ack: Any, body: dict[str, Any]) -> None:
         """Take the lead (the status message, and the question put to whoever declared):

@@ -144,6 +144,12 @@ class Incidents:
     def state_prefix(self) -> str:
         return self.s
 
+    @property
+    def open_key(self) -> str:
+        """The open incidents: a sorted set, scored by when the reminders should look at
+        each next (bot/incidents/reminders.py); added on opening, removed on resolving."""
+        return f"{self.s}:incidents:open"
+
     async def exists(self, iid: str) -> bool:
         return bool(await self.redis.exists(self._key(iid)))
 
@@ -193,6 +199,9 @@ class Incidents:
             return
         iid, created = await self._claim_incident(event, create=True)
         key = self._key(iid)
+        # On every firing notification (NX: an incident's place kept): a crash after the
+        # claim is mended by the retry. The reminders read it (bot/incidents/reminders.py).
+        await self.redis.zadd(self.open_key, {iid: now_ms()}, nx=True)
         if created:
             await self.add_to_timeline(
                 iid,
@@ -428,6 +437,7 @@ class Incidents:
             posted = await self.client.chat_postMessage(channel=channel, text=text)
             await self.redis.hset(key, "postmortem_ts", str(posted["ts"]))
         await self.redis.hset(key, "status", "resolved")
+        await self.redis.zrem(self.open_key, iid)
         incident["status"] = "resolved"
         await self._page(iid)  # resolve the page, if there was one
         await self.client.conversations_setTopic(channel=channel, topic=self._topic(incident))
