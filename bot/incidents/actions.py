@@ -115,6 +115,16 @@ class IncidentActions:
         if words:
             await self._run_in_channel(words, user, channel)
 
+    async def _operator(self, user: str, channel: str, doing: str) -> bool:
+        """Whether `user` may press an operator's button; if not, they are told privately,
+        in one line naming what they tried, and nothing happens."""
+        if await self.roles.role_of(user) >= Role.OPERATOR:
+            return True
+        await self.client.chat_postEphemeral(
+            channel=channel, user=user, text=f"{doing} needs the operator role (QUEUEOPS_ROLES)"
+        )
+        return False
+
     async def on_snapshot(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
         _, queue, user, channel = self._value(body)
@@ -133,12 +143,7 @@ class IncidentActions:
     async def on_resolve(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
         iid, _, user, channel = self._value(body)
-        if await self.roles.role_of(user) < Role.OPERATOR:
-            await self.client.chat_postEphemeral(
-                channel=channel,
-                user=user,
-                text="resolving an incident needs the operator role (QUEUEOPS_ROLES)",
-            )
+        if not await self._operator(user, channel, "resolving an incident"):
             return
         async with self.dispatcher.tracking():
             await self.incidents.resolve(iid, by=f"slack:{user}")
@@ -206,12 +211,7 @@ class IncidentActions:
         reminders.py); an operator's move, said in one line and in the timeline."""
         await ack()
         iid, _, user, channel = self._value(body)
-        if await self.roles.role_of(user) < Role.OPERATOR:
-            await self.client.chat_postEphemeral(
-                channel=channel,
-                user=user,
-                text="snoozing the update reminder needs the operator role (QUEUEOPS_ROLES)",
-            )
+        if not await self._operator(user, channel, "snoozing the update reminder"):
             return
         incident = await self.incidents.load(iid) if await self.incidents.exists(iid) else None
         if incident is None or incident.get("status") == "resolved":
@@ -231,12 +231,7 @@ class IncidentActions:
         a viewer is told privately, as for the other buttons."""
         await ack()
         iid, _, user, channel = self._value(body)
-        if await self.roles.role_of(user) < Role.OPERATOR:
-            await self.client.chat_postEphemeral(
-                channel=channel,
-                user=user,
-                text="leading an incident needs the operator role (QUEUEOPS_ROLES)",
-            )
+        if not await self._operator(user, channel, "leading an incident"):
             return
         desk: IncidentDesk = self.dispatcher.incidents or SlackIncidentDesk(
             self.incidents, self.client
