@@ -7,15 +7,10 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any
-from weakref import WeakKeyDictionary
-
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from bot.errors import NotFound, OperationFailed, Refused, UsageError
 from bot.queues.bullmq.batching import CallSizer, ScriptCall, run_round
 from bot.queues.bullmq.control import is_paused
-from bot.queues.bullmq.scripts import _load
 from bot.queues.bullmq.store import Checkpoint, QueueStore, no_checkpoint
 from bot.queues.keys import QueueRef
 from bot.queues.models import (
@@ -388,19 +383,6 @@ def edited_data(raw: str, edit: DataEdit, job_id: str) -> tuple[str, list[DataCh
     return new, changes
 
 
-def _script_one(store: QueueStore) -> AsyncScript:
-    """lua/replay_one.lua, registered on this store's client once (redis-py's Script: one
-    EVALSHA a call, SCRIPT LOAD only when the server does not know it)."""
-    script = _ONE_SCRIPTS.get(store.redis)
-    if script is None:
-        script = store.redis.register_script(_load("replay_one"))
-        _ONE_SCRIPTS[store.redis] = script
-    return script
-
-
-_ONE_SCRIPTS: WeakKeyDictionary[Redis, AsyncScript] = WeakKeyDictionary()
-
-
 async def replay_one_preview(
     store: QueueStore, queue: QueueRef, job_id: str, edit: DataEdit
 ) -> tuple[DlqEntry, list[DataChange]]:
@@ -457,7 +439,7 @@ async def replay_one(
     now = int(time.time() * 1000)
     flag = "0" if edit.empty else "1"
     args: list[str | int] = [src.base, dlq.base, now, job_id, before, _DROPPED_KEYS, new, flag]
-    outcome, name = await _script_one(store)(keys=keys, args=[*args, actor])
+    outcome, name = await store.scripts.replay_one(keys=keys, args=[*args, actor])
     await checkpoint("moved")
     if outcome == "not-in-dlq":
         raise NotFound(f"job {job_id} is no longer in '{dlq.shown}' (replayed meanwhile?)")

@@ -28,16 +28,11 @@ from __future__ import annotations
 
 import fnmatch
 import time
-import weakref
 from collections.abc import Sequence
 from typing import Any, cast
 
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-
 from bot.errors import Refused, UsageError
 from bot.queues.bullmq import control
-from bot.queues.bullmq.scripts import _load
 from bot.queues.bullmq.store import QueueStore
 from bot.queues.keys import QueueRef
 from bot.queues.models import (
@@ -92,18 +87,6 @@ class ReadOnlyPolicy:
             elif fnmatch.fnmatchcase(queue.name, entry):
                 return entry
         return None
-
-
-_EMPTY_SCRIPTS: weakref.WeakKeyDictionary[Redis, AsyncScript] = weakref.WeakKeyDictionary()
-
-
-def _empty_script(redis: Redis) -> AsyncScript:
-    """lua/empty_list.lua, registered once per client (redis-py then sends EVALSHA)."""
-    found = _EMPTY_SCRIPTS.get(redis)
-    if found is None:
-        found = redis.register_script(_load("empty_list"))
-        _EMPTY_SCRIPTS[redis] = found
-    return found
 
 
 def _now_ms() -> int:
@@ -165,7 +148,7 @@ async def empty(store: QueueStore, queue: QueueRef, *, batch: int = EMPTY_BATCH)
     """Remove every waiting, paused, prioritized and delayed job (not active, completed or
     failed), `batch` a call; a job scheduler's current job is kept."""
     before = await empty_counts(store, queue)
-    script = _empty_script(store.redis)
+    script = store.scripts.empty_list
     kept = 0
     for key in ("wait", "paused"):
         # At most the calls the first count needs, and a few more: producers adding

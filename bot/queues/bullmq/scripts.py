@@ -26,8 +26,11 @@ class Scripts:
     quarantine_failed: AsyncScript
     failed_page: AsyncScript
     replay: AsyncScript
+    replay_one: AsyncScript
     pause: AsyncScript
     promote_due: AsyncScript
+    scan_page: AsyncScript
+    empty_list: AsyncScript
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
@@ -41,7 +44,10 @@ class Scripts:
                 "failed_page",
                 "promote_due",
                 "replay",
+                "replay_one",
                 "pause",
+                "scan_page",
+                "empty_list",
             )
         }
         return cls(**loaded)

@@ -28,14 +28,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
-
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from bot.errors import UsageError
 from bot.patterns import MATCH_CHARS
@@ -87,18 +82,6 @@ DATA_TEXT_CHARS = 200
 LIST_LOOKUP_BOUND = 20_000
 """Entries of a list --id looks through from each end (LPOS MAXLEN: ~1 ms at 40 ns an
 entry, the cost bot/queues/bullmq/quarantine.py measured)."""
-
-_SCRIPTS: weakref.WeakKeyDictionary[Redis, AsyncScript] = weakref.WeakKeyDictionary()
-
-
-def _script(redis: Redis) -> AsyncScript:
-    """lua/scan_page.lua registered on this client, once (scripts.py holds the project's
-    shared scripts; this one is only the scan's)."""
-    found = _SCRIPTS.get(redis)
-    if found is None:
-        text = resources.files("bot.queues.bullmq").joinpath("lua", "scan_page.lua")
-        found = _SCRIPTS[redis] = redis.register_script(text.read_text("utf-8"))
-    return found
 
 
 @dataclass(frozen=True)
@@ -199,7 +182,7 @@ class Scan:
         """One call: (jobs looked at, whether the state has none past them, the jobs)."""
         key, kind = STATE_KEYS[state]
         started = time.perf_counter()
-        looked, ended, rows_json = await _script(self.store.redis)(
+        looked, ended, rows_json = await self.store.scripts.scan_page(
             keys=[self.queue.key(key)],
             args=[
                 self.queue.base,
