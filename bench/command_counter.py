@@ -47,7 +47,10 @@ def _cli() -> str:
 
 
 @asynccontextmanager
-async def count_commands(url: str) -> AsyncIterator[Tally]:
+async def count_commands(url: str, *, address: str | None = None) -> AsyncIterator[Tally]:
+    """The commands sent while the block runs; only those of the client connected from
+    `address` (`CLIENT INFO`'s addr) when given (a bench with npm Workers sharing the
+    server counts queueops' own)."""
     tally = Tally()
     parts = urlsplit(url)
     closer = Redis.from_url(url, decode_responses=True)
@@ -72,6 +75,8 @@ async def count_commands(url: str) -> AsyncIterator[Tally]:
             if SENTINEL in line:
                 break
             head, _, rest = line.partition("] ")
+            if address is not None and not head.endswith(address):
+                continue
             name = rest.split(" ", 1)[0].strip().strip('"').upper()
             (tally.in_scripts if " lua" in head else tally.client)[name] += 1
         proc.terminate()

