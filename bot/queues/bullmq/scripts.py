@@ -6,6 +6,7 @@ know the script yet, so steady state is one command per call.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -13,9 +14,20 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+_INCLUDE = re.compile(r'^--- @include "([a-z_]+)"$', re.MULTILINE)
+
 
 def _load(name: str) -> str:
-    return resources.files("bot.queues.bullmq").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    """The script's text, each `--- @include "x"` line replaced by lua/includes/x.lua.
+
+    Redis has no include of its own; npm bullmq splices its shared Lua with the same
+    marker when it builds its scripts. replay.lua and replay_one.lua share how a job goes
+    back into its queue this way, so the layout npm bullmq expects is written once."""
+    lua = resources.files("bot.queues.bullmq").joinpath("lua")
+    text = lua.joinpath(f"{name}.lua").read_text("utf-8")
+    return _INCLUDE.sub(
+        lambda found: lua.joinpath("includes", f"{found.group(1)}.lua").read_text("utf-8"), text
+    )
 
 
 @dataclass(frozen=True)

@@ -49,50 +49,11 @@ local rcall = redis.call
 local srcBase, dlqBase, now = ARGV[1], ARGV[2], ARGV[3]
 local skip, take = tonumber(ARGV[4]), tonumber(ARGV[5])
 
-local dropped = {}
-for key in string.gmatch(ARGV[6], "[^,]+") do
-  dropped[key] = true
-end
+--- @include "replay_job"
 
-local function maxEvents(metaKey)
-  local value = rcall("HGET", metaKey, "opts.maxLenEvents")
-  if not value then
-    value = 10000
-    rcall("HSET", metaKey, "opts.maxLenEvents", value)
-  end
-  return value
-end
-
--- opts without the dropped keys, and the parsed table (for priority and lifo).
-local function replayOpts(raw)
-  local ok, opts = pcall(cjson.decode, raw or "{}")
-  if not ok or type(opts) ~= "table" then
-    return raw or "{}", {}
-  end
-  local changed = false
-  for key in pairs(dropped) do
-    if opts[key] ~= nil then
-      opts[key] = nil
-      changed = true
-    end
-  end
-  if changed then
-    return cjson.encode(opts), opts
-  end
-  return raw, opts
-end
-
--- getTargetQueueList / isQueuePausedOrMaxed
-local meta = rcall("HMGET", KEYS[6], "paused", "concurrency")
-local paused = meta[1] ~= false
-local pausedOrMaxed = paused
-if not paused and meta[2] then
-  pausedOrMaxed = rcall("LLEN", KEYS[7]) >= tonumber(meta[2])
-end
+local paused, pausedOrMaxed = queueState()
 local srcMaxEvents = maxEvents(KEYS[6])
 local dlqMaxEvents = maxEvents(KEYS[2])
-
-local SUBKEYS = { ":dependencies", ":processed", ":failed", ":unsuccessful" }
 
 -- The DLQ's order, oldest first: its time (the score), then the id, numeric ids as numbers
 -- (2 before 14), so a replay takes what `dlq replay`'s preview lists (bot/queues/dlq.py
@@ -146,52 +107,20 @@ end
 local out = {}
 local added = false
 for _, id in ipairs(oldest(KEYS[1], skip, take)) do
-  local srcKey = srcBase .. id
-  local dlqKey = dlqBase .. id
-  local copy = rcall("HMGET", dlqKey, "name", "data", "opts", "qo.originalData")
+  local copy = rcall("HMGET", dlqBase .. id, "name", "data", "opts", "qo.originalData")
   local outcome
   if not copy[1] then
     outcome = "no-hash"
-  elseif rcall("EXISTS", srcKey) == 1 then
-    local there = rcall("HMGET", srcKey, "name", "data")
+  elseif rcall("EXISTS", srcBase .. id) == 1 then
+    local there = rcall("HMGET", srcBase .. id, "name", "data")
     if there[1] == copy[1] and there[2] == copy[2] then
       outcome = "taken-same"
     else
       outcome = "taken-other"
     end
   else
-    local optsJson, opts = replayOpts(copy[3])
-    local priority = tonumber(opts["priority"]) or 0
-    -- storeJob
-    rcall("HSET", srcKey, "name", copy[1], "data", copy[2] or "{}", "opts", optsJson,
-      "timestamp", now, "delay", 0, "priority", priority)
-    if copy[4] then
-      -- a job edited on an earlier replay (replay_one.lua) keeps its first original
-      rcall("HSET", srcKey, "qo.originalData", copy[4])
-    end
-    rcall("XADD", KEYS[11], "MAXLEN", "~", srcMaxEvents, "*", "event", "added",
-      "jobId", id, "name", copy[1])
-    if rcall("EXISTS", dlqKey .. ":logs") == 1 then
-      rcall("DEL", srcKey .. ":logs")
-      rcall("RENAME", dlqKey .. ":logs", srcKey .. ":logs")
-    end
-    if priority > 0 then
-      -- addJobWithPriority / getPriorityScore
-      local counter = rcall("INCR", KEYS[10])
-      rcall("ZADD", KEYS[8], priority * 0x100000000 + counter % 0x100000000, id)
-    else
-      -- addJobInTargetList
-      local target = paused and KEYS[5] or KEYS[4]
-      rcall(opts["lifo"] == true and "RPUSH" or "LPUSH", target, id)
-    end
+    putBack(id, copy, copy[2] or "{}", paused, srcMaxEvents, dlqMaxEvents)
     added = true
-    rcall("XADD", KEYS[11], "MAXLEN", "~", srcMaxEvents, "*", "event", "waiting", "jobId", id)
-    -- the DLQ copy goes in the same step
-    rcall("ZREM", KEYS[1], id)
-    rcall("DEL", dlqKey, dlqKey .. SUBKEYS[1], dlqKey .. SUBKEYS[2], dlqKey .. SUBKEYS[3],
-      dlqKey .. SUBKEYS[4])
-    rcall("XADD", KEYS[3], "MAXLEN", "~", dlqMaxEvents, "*", "event", "removed",
-      "jobId", id, "prev", "failed")
     outcome = "replayed"
   end
   out[#out + 1] = id

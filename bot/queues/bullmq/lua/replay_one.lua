@@ -35,44 +35,13 @@ local rcall = redis.call
 local srcBase, dlqBase, now, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local edited = ARGV[8] == "1"
 
-local dropped = {}
-for key in string.gmatch(ARGV[6], "[^,]+") do
-  dropped[key] = true
-end
-
-local function maxEvents(metaKey)
-  local value = rcall("HGET", metaKey, "opts.maxLenEvents")
-  if not value then
-    value = 10000
-    rcall("HSET", metaKey, "opts.maxLenEvents", value)
-  end
-  return value
-end
-
-local function replayOpts(raw)
-  local ok, opts = pcall(cjson.decode, raw or "{}")
-  if not ok or type(opts) ~= "table" then
-    return raw or "{}", {}
-  end
-  local changed = false
-  for key in pairs(dropped) do
-    if opts[key] ~= nil then
-      opts[key] = nil
-      changed = true
-    end
-  end
-  if changed then
-    return cjson.encode(opts), opts
-  end
-  return raw, opts
-end
+--- @include "replay_job"
 
 if not rcall("ZSCORE", KEYS[1], id) then
   return { "not-in-dlq", "" }
 end
 local srcKey = srcBase .. id
-local dlqKey = dlqBase .. id
-local copy = rcall("HMGET", dlqKey, "name", "data", "opts", "qo.originalData")
+local copy = rcall("HMGET", dlqBase .. id, "name", "data", "opts", "qo.originalData")
 if not copy[1] then
   return { "no-hash", "" }
 end
@@ -87,54 +56,19 @@ if rcall("EXISTS", srcKey) == 1 then
   return { "taken-other", copy[1] }
 end
 
--- getTargetQueueList / isQueuePausedOrMaxed
-local meta = rcall("HMGET", KEYS[6], "paused", "concurrency")
-local paused = meta[1] ~= false
-local pausedOrMaxed = paused
-if not paused and meta[2] then
-  pausedOrMaxed = rcall("LLEN", KEYS[7]) >= tonumber(meta[2])
-end
-
-local optsJson, opts = replayOpts(copy[3])
-local priority = tonumber(opts["priority"]) or 0
+local paused, pausedOrMaxed = queueState()
 local data = copy[2] or "{}"
 if edited then
   data = ARGV[7]
 end
--- storeJob
-rcall("HSET", srcKey, "name", copy[1], "data", data, "opts", optsJson,
-  "timestamp", now, "delay", 0, "priority", priority)
+putBack(id, copy, data, paused, maxEvents(KEYS[6]), maxEvents(KEYS[2]))
 if edited then
+  -- the data it replaces is kept (a job edited before keeps its first original)
   rcall("HSET", srcKey, "qo.originalData", copy[4] or copy[2] or "{}",
     "qo.editedBy", ARGV[9], "qo.editedAt", now)
-elseif copy[4] then
-  rcall("HSET", srcKey, "qo.originalData", copy[4])
 end
-local srcMaxEvents = maxEvents(KEYS[6])
-rcall("XADD", KEYS[11], "MAXLEN", "~", srcMaxEvents, "*", "event", "added",
-  "jobId", id, "name", copy[1])
-if rcall("EXISTS", dlqKey .. ":logs") == 1 then
-  rcall("DEL", srcKey .. ":logs")
-  rcall("RENAME", dlqKey .. ":logs", srcKey .. ":logs")
-end
-if priority > 0 then
-  -- addJobWithPriority / getPriorityScore
-  local counter = rcall("INCR", KEYS[10])
-  rcall("ZADD", KEYS[8], priority * 0x100000000 + counter % 0x100000000, id)
-else
-  -- addJobInTargetList
-  local target = paused and KEYS[5] or KEYS[4]
-  rcall(opts["lifo"] == true and "RPUSH" or "LPUSH", target, id)
-end
-rcall("XADD", KEYS[11], "MAXLEN", "~", srcMaxEvents, "*", "event", "waiting", "jobId", id)
 -- addBaseMarkerIfNeeded
 if not pausedOrMaxed then
   rcall("ZADD", KEYS[9], 0, "0")
 end
--- the DLQ copy goes in the same step
-rcall("ZREM", KEYS[1], id)
-rcall("DEL", dlqKey, dlqKey .. ":dependencies", dlqKey .. ":processed", dlqKey .. ":failed",
-  dlqKey .. ":unsuccessful")
-rcall("XADD", KEYS[3], "MAXLEN", "~", maxEvents(KEYS[2]), "*", "event", "removed",
-  "jobId", id, "prev", "failed")
 return { "replayed", copy[1] }
