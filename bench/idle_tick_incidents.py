@@ -11,6 +11,10 @@ bench/idle_tick.py counts (bench/command_counter.py): client commands per tick
 1. with no open incident (the goal: 1, the probe script),
 2. with 3 open incidents declared (`incident declare`), between two looks,
 3. on the tick that looks at all 3 (their look moved to now, as it comes once a minute).
+
+The daily digest is on too (INCIDENT_DIGEST_AT six hours ahead: not due), and the anchor,
+measured in the same run on the same server, is the same app with Slack off (no
+incidents, reminders or digest at all): the ratio says what incidents add to an idle tick.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +63,23 @@ async def run(n: int) -> dict[str, Any]:
     await slack.start()
     try:
         with embedded_redis() as (url, _):
+            plain = await build_app(
+                load_settings(
+                    redis_url=url,
+                    queues=",".join(QUEUES),
+                    state_prefix=f"{STATE}-plain",
+                    drain_every_ms=3_600_000,
+                    port=free_port(),
+                )
+            )
+            plain_runner = web.AppRunner(plain, access_log=None)
+            await plain_runner.setup()
+            try:
+                await plain[TICKER].tick()  # first use: the probe script is loaded
+                anchor = await ticks(plain, n, url)
+            finally:
+                await plain_runner.cleanup()
+            not_due = (datetime.now(tz=UTC) + timedelta(hours=6)).strftime("%H:%M")
             settings = load_settings(
                 redis_url=url,
                 queues=",".join(QUEUES),
@@ -66,6 +88,8 @@ async def run(n: int) -> dict[str, Any]:
                 slack_bot_token="xoxb-bench",
                 slack_signing_secret="bench",
                 slack_api_url=slack.api_url,
+                incident_updates_channel="C0STAKEHOLDERS",
+                incident_digest_at=not_due,
                 port=free_port(),
             )
             app = await build_app(settings)
@@ -91,9 +115,12 @@ async def run(n: int) -> dict[str, Any]:
     finally:
         await slack.close()
     return {
+        "anchorSlackOff": anchor,
         "noOpenIncidents": none_open,
         "threeOpenBetweenLooks": three_open,
         "threeOpenLookTick": looking,
+        "ratioNoneOpenToAnchor": round(none_open["perTick"] / anchor["perTick"], 3),
+        "ratioThreeOpenToAnchor": round(three_open["perTick"] / anchor["perTick"], 3),
     }
 
 

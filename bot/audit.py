@@ -14,12 +14,13 @@ recorded like a change.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -72,6 +73,15 @@ class AuditEntry(BaseModel):
     outcome: str
     message: str | None = None
     duration_ms: int
+    jobs: dict[str, int] | None = None
+    """The jobs the command moved, by what happened to them ({"quarantined": 3}); None when
+    it moved none (a read, a preview, a dry run). Stored as JSON in the stream."""
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _stored(cls, value: object) -> object:
+        """As the stream keeps it (a JSON object), read back (`recent`)."""
+        return json.loads(value) if isinstance(value, str) else value
 
 
 AuditListener = Callable[[AuditEntry], Awaitable[None]]
@@ -99,7 +109,11 @@ class AuditLog:
         command that changed nothing and went well; dropped unless reads are audited."""
         if read and not self.audit_reads:
             return
-        fields = {k: str(v) for k, v in entry.model_dump().items() if v is not None}
+        fields = {
+            k: json.dumps(v) if isinstance(v, dict) else str(v)
+            for k, v in entry.model_dump().items()
+            if v is not None
+        }
         if not redis_down:
             try:
                 await self.redis.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]

@@ -51,9 +51,11 @@ COMMAND_LINES: tuple[tuple[str, str], ...] = (
     # -- workers (issue 14) --
     ("workers", "the npm bullmq Workers connected per queue: address, age, idle"),
     ("incident declare", "open an incident channel as an alert does: status, checklist, buttons"),
+    ("incident convert", "make the channel you are in the incident channel (status, topic, page)"),
     ("incident lead", "who leads this channel's incident (a hand-over with --note); acks the page"),
     ("incident severity", "change this channel's incident severity (pages at PAGE_SEVERITY)"),
     ("incident update", "post a status update: in the channel, on the status, to stakeholders"),
+    ("incident followup", "add a follow-up to this incident's postmortem, also once resolved"),
     ("drain", "call the app's drain endpoint now; results per queue"),
     ("cron status", "the drain cron: on or off, cadence, last and next tick"),
     ("cron history", "the last drains: queues, HTTP status, processed, failed, duration"),

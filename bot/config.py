@@ -174,6 +174,52 @@ def check_http_url(value: str) -> str:
     return value
 
 
+def check_link_url(value: str) -> str:
+    """A link everyone in an incident channel sees (a runbook or dashboard bookmark): an
+    http(s) URL without credentials. `user:password@` or a secret query value (`?token=`)
+    is refused, not dropped: the link may not work without it, and a bookmark would show it
+    to the whole channel. `{queue}` (GRAFANA_URL) is checked as a queue name would fill it."""
+    value = value.strip()
+    check_http_url(value.replace("{queue}", "queue"))
+    shown = url_fit_to_show(value)
+    if shown == value:
+        return value
+    if "@" in value.partition("://")[2].partition("/")[0]:
+        what = "a user name or password"
+    else:
+        # Shown without its query: the masked value would be the line's last word, and
+        # the message's own credential hiding takes the closing quote with it.
+        what, shown = "a secret query value (a token, key or password)", shown.partition("?")[0]
+    raise ValueError(
+        f"'{shown}' carries {what}; bookmarks are seen by everyone in the channel, "
+        "give the URL without credentials"
+    )
+
+
+# A comma followed by `queue=` starts the next entry (a URL's query may hold commas).
+_NEXT_QUEUE_ENTRY = re.compile(r",\s*(?=[A-Za-z0-9{][A-Za-z0-9._\-{}]*=)")
+
+
+def parse_runbooks(text: str) -> dict[str, str]:
+    """INCIDENT_RUNBOOKS: `queue=url,queue=url`; raise ValueError naming the bad entry."""
+    runbooks: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in _NEXT_QUEUE_ENTRY.split(text.strip()))):
+        queue, sep, url = (s.strip() for s in entry.partition("="))
+        if not sep or "://" in queue:
+            raise ValueError(
+                f"'{url_fit_to_show(entry)[:80]}' is not queue=url "
+                "(e.g. orders=https://wiki.example.com/runbooks/orders)"
+            )
+        validate_queue_name(queue)
+        if queue in runbooks:
+            raise ValueError(f"the queue '{queue}' is named twice")
+        try:
+            runbooks[queue] = check_link_url(url)
+        except ValueError as err:
+            raise ValueError(f"{queue}: {err}") from None
+    return runbooks
+
+
 def _check_redis_url(value: str) -> None:
     """Refuse what redis-py would refuse only when connecting (a bad query value, an unknown
     option), as a configuration line; the URL in the message is shown without credentials."""
@@ -844,6 +890,59 @@ class Settings(BaseSettings):
             "format": "`sevN=duration,...` (`sev1=30m`; units `ms`, `s`, `m`, `h`, `d`)",
         },
     )
+    incident_runbook_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("INCIDENT_RUNBOOK_URL", "incident_runbook_url"),
+        description="The runbook every incident channel gets as a `Runbook` bookmark, unless "
+        "one of the incident's queues has its own (INCIDENT_RUNBOOKS) or the Alertmanager "
+        "alert carries a `runbook_url` annotation. Bookmarks are seen by everyone in the "
+        "channel: a URL with credentials (a user name or password, a token in its query) "
+        "is refused. Unset: only incidents with a queue runbook or an annotated alert get one.",
+        examples=["https://wiki.example.com/runbooks/queues"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "http(s) URL, without credentials",
+        },
+    )
+    incident_runbooks: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("INCIDENT_RUNBOOKS", "incident_runbooks"),
+        description="Runbooks per queue: an incident's `Runbook` bookmark is the runbook of "
+        "its first queue listed here, before the alert's annotation and "
+        "INCIDENT_RUNBOOK_URL.",
+        examples=["orders=https://wiki.example.com/rb/orders,ocr=https://wiki.example.com/rb/ocr"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "`queue=URL` pairs separated by commas (a comma inside a URL followed "
+            "by `name=` must be written `%2C`); http(s) URLs without credentials",
+        },
+    )
+    grafana_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("GRAFANA_URL", "grafana_url"),
+        description="The dashboard every incident channel gets as a `Dashboard` bookmark: "
+        "`{queue}` in it is replaced by the queue's name (URL-quoted), one bookmark per "
+        "queue of the incident, at most 3 (an incident without a queue gets none); without "
+        "`{queue}` the URL is one bookmark as it is. A URL with credentials is refused. "
+        "Unset: no dashboard bookmark.",
+        examples=["https://grafana.example.com/d/queues/bullmq?var-queue={queue}"],
+        json_schema_extra={
+            "section": "Alerts and incidents",
+            "format": "http(s) URL template, `{queue}` where the queue name goes; "
+            "without credentials",
+        },
+    )
+    incident_digest_at: str | None = Field(
+        None,
+        validation_alias=AliasChoices("INCIDENT_DIGEST_AT", "incident_digest_at"),
+        description="When (UTC) the daily digest is posted to INCIDENT_UPDATES_CHANNEL "
+        "(which it needs): the open incidents, those resolved in the last 24 h with how "
+        "long they lasted, and the queues incidents named in the last 24 h with their depth "
+        "now. Once a day across replicas; a bot started after the time posts that day's "
+        "digest if none did. Unset: no digest.",
+        examples=["09:00"],
+        json_schema_extra={"section": "Alerts and incidents", "format": "`HH:MM`, 24-hour, UTC"},
+    )
     state_prefix: str = Field(
         "queueops",
         validation_alias="QUEUEOPS_STATE_PREFIX",
@@ -996,6 +1095,17 @@ class Settings(BaseSettings):
 
         parse_update_every(value)
         return value.strip()
+
+    @field_validator("incident_digest_at")
+    @classmethod
+    def _incident_digest_at(cls, value: str | None) -> str | None:
+        """As INCIDENT_UPDATE_EVERY: checked at start, parsed again by the digest."""
+        from bot.incidents.digest import parse_digest_at
+
+        if value is None:
+            return None
+        at = parse_digest_at(value)
+        return None if at is None else f"{at.hour:02d}:{at.minute:02d}"
 
     @field_validator("watch_overrides")
     @classmethod
@@ -1160,6 +1270,19 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return None if value is None else check_http_url(value)
+
+    @field_validator("incident_runbook_url", "grafana_url")
+    @classmethod
+    def _link_url(cls, value: str | None) -> str | None:
+        """Set but blank is unset (a deploy template's empty line)."""
+        return check_link_url(value) if value and value.strip() else None
+
+    @field_validator("incident_runbooks", mode="before")
+    @classmethod
+    def _runbooks(cls, value: object) -> dict[str, str]:
+        if isinstance(value, dict):
+            return {str(q): check_link_url(str(u)) for q, u in value.items()}
+        return parse_runbooks("" if value is None else str(value))
 
     @field_validator("worker_mode_dotenv")
     @classmethod
@@ -1372,6 +1495,11 @@ def _check_environments(settings: Settings) -> None:
                 f"QUEUE_JOBS_QUARANTINE_STATUS: '{chosen}' is not a failed or quarantined "
                 f"word (QUEUE_JOBS_STATUSES: {', '.join(sorted(words))})"
             )
+    if settings.incident_digest_at is not None and settings.incident_updates_channel is None:
+        raise ConfigError(
+            "INCIDENT_DIGEST_AT: the digest is posted to INCIDENT_UPDATES_CHANNEL; set it "
+            "(a channel id), or unset INCIDENT_DIGEST_AT"
+        )
     named = settings.redis_urls or {}
     if DEFAULT_ENV in named and "redis_url" in settings.model_fields_set:
         raise ConfigError(

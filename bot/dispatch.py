@@ -94,6 +94,7 @@ class Dispatcher:
                     outcome=outcome.label,
                     message=redact_text(message) if message else None,
                     duration_ms=int(outcome.seconds * 1000),
+                    jobs=outcome.reply.jobs_moved() or None,
                 ),
                 redis_down=outcome.redis_error,
                 read=went_well_and_changed_nothing(outcome),

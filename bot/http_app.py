@@ -22,7 +22,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -56,22 +56,27 @@ from bot.errors import QueueOpsError, RedisQuotaExhausted
 from bot.incidents.actions import IncidentActions
 from bot.incidents.channels import Incidents
 from bot.incidents.desk import SlackIncidentDesk
+from bot.incidents.digest import Digest, parse_digest_at
+from bot.incidents.header import IncidentLinks
 from bot.incidents.paging import PagerDutyPager
+from bot.incidents.postmortem import ImpactSample, SnapshotSeen
 from bot.incidents.reminders import Reminders, parse_update_every
+from bot.incidents.shortcuts import IncidentShortcuts
 from bot.metrics import ALERTS_DEAD_LETTERED, ALERTS_UNHANDLED, QueueGauges
 from bot.queues.bullmq.probe import Extra
 from bot.queues.bullmq.slots import is_cluster_client
 from bot.queues.models import ProbeResult
-from bot.queues.samples import sample_key_base
+from bot.queues.samples import DepthSamples, sample_key_base
 from bot.queues.service import QueueService
 from bot.redis_client import connect, make_wake_client
 from bot.slack.app import SlackHandlers, build_bolt_app
 from bot.slack.blocks import escape
 from bot.slack.confirmations import Confirmations
+from bot.slack.home import AppHome
 from bot.slack.roles import RoleResolver, slack_error
 from bot.slack.slash import SlashCommands
 from commands.registry import all_commands
-from commands.snapshot import snapshot_view
+from commands.snapshot import snapshot_view_and_queues
 from scheduler.cron import FAILURES_BEFORE_ALERT, DrainCron
 from scheduler.instant import InstantDrain
 from scheduler.state import Mode
@@ -169,6 +174,10 @@ TICKER = web.AppKey("ticker", Ticker)
 INSTANT = web.AppKey("instant", InstantDrain)
 """The instant drains, when on (DRAIN_INSTANT with a DRAIN_URL)."""
 READINESS = web.AppKey("readiness", Readiness)
+HOME = web.AppKey("app_home", AppHome)
+"""The App Home of the app, when Slack is on (tests read its counts)."""
+DIGEST = web.AppKey("digest", Digest)
+"""The daily digest, when INCIDENT_DIGEST_AT is set (tests set its clock)."""
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -245,7 +254,8 @@ def _closing(incidents: Incidents) -> Callable[[web.Application], Awaitable[None
 
 
 def _timeline(incidents: Incidents) -> Any:
-    """Every command run in an incident channel becomes part of that incident's timeline."""
+    """Every command run in an incident channel becomes part of that incident's timeline;
+    the jobs it moved (quarantined, replayed) count in the postmortem's impact."""
 
     async def add(entry: AuditEntry) -> None:
         iid = await incidents.incident_of_channel(entry.channel) if entry.channel else None
@@ -255,9 +265,43 @@ def _timeline(incidents: Incidents) -> Any:
                 f"{entry.actor} ran `{entry.words}` → {entry.outcome}"
                 + (f": {entry.message}" if entry.message else ""),
                 entry.at_ms,
+                jobs=entry.jobs,
             )
 
     return add
+
+
+def _incident_snapshot(
+    service: QueueService,
+) -> Callable[[Sequence[str]], Awaitable[SnapshotSeen]]:
+    """An incident channel's snapshot, with the depth and oldest age it saw (the
+    postmortem's impact), from the one snapshot the status message takes anyway."""
+
+    async def seen(queues: Sequence[str]) -> SnapshotSeen:
+        blocks, snaps = await snapshot_view_and_queues(service, queues)
+        return SnapshotSeen(blocks=blocks, sample=ImpactSample.of(snaps))
+
+    return seen
+
+
+def _depth_history(
+    samples: DepthSamples, full_name: Callable[[str], Awaitable[str | None]]
+) -> Callable[[Sequence[str]], Awaitable[list[tuple[int, int]]]]:
+    """The incident's queues' depth over the last hour, summed per tick (one probe writes
+    every queue's sample with the same time), from the samples the tick keeps; read once,
+    at resolve. A queue unknown here (an alert's label) has none."""
+
+    async def history(queues: Sequence[str]) -> list[tuple[int, int]]:
+        totals: dict[int, int] = {}
+        for queue in queues:
+            full = await full_name(queue)
+            if full is None:
+                continue
+            for at, depth in await samples.series(full):
+                totals[at] = totals.get(at, 0) + depth
+        return sorted(totals.items())
+
+    return history
 
 
 def _audit_to_channel(client: AsyncWebClient, channel: str) -> Any:
@@ -444,10 +488,16 @@ async def build_app(settings: Settings) -> web.Application:
             chart=chart.png,
             invite=settings.incident_invite or (),
             archive_after_ms=settings.incident_archive_after_ms,
-            snapshot_view=lambda queues: snapshot_view(service, queues),
+            snapshot_view=_incident_snapshot(service),
+            depth_history=_depth_history(DepthSamples(redis, samples), full_name),
             drain_available=lambda: any(c.name == "drain" for c in all_commands()),
             pager=_pager(settings, app),
             page_severity=settings.page_severity,
+            links=IncidentLinks(
+                runbook_url=settings.incident_runbook_url,
+                runbooks=settings.incident_runbooks,
+                dashboard_url=settings.grafana_url,
+            ),
         )
         app.on_cleanup.append(_closing(incidents))  # its background page retries
         worker = AlertWorker(stream, incidents)
@@ -459,10 +509,26 @@ async def build_app(settings: Settings) -> web.Application:
             reminders = Reminders(incidents, client, every)
             reminders.index = ticker.add_extra(reminders.extra())
             ticker.add_hook(reminders.on_tick)
-        dispatcher.incidents = SlackIncidentDesk(
+        desk = SlackIncidentDesk(
             incidents, client, updates_channel=settings.incident_updates_channel
         )
+        dispatcher.incidents = desk
+        IncidentShortcuts(dispatcher, incidents, desk, handlers.roles, client).register(bolt)
         IncidentActions(dispatcher, incidents, handlers.roles, client).register(bolt)
+        # The App Home tab and the daily digest (bot/slack/home.py, bot/incidents/digest.py):
+        # the digest's hook reads the local clock, so an idle tick sends nothing more.
+        app[HOME] = AppHome(dispatcher, incidents, handlers.roles, client)
+        app[HOME].register(bolt)
+        digest_at = parse_digest_at(settings.incident_digest_at or "")
+        if digest_at is not None and settings.incident_updates_channel:
+            app[DIGEST] = Digest(
+                incidents,
+                dispatcher,
+                client,
+                channel=settings.incident_updates_channel,
+                at=digest_at,
+            )
+            ticker.add_hook(app[DIGEST].on_tick)
         audit.listeners.append(_timeline(incidents))
         if settings.audit_channel:
             audit.listeners.append(_audit_to_channel(client, settings.audit_channel))

@@ -243,6 +243,9 @@ class DlqReplayReply(Reply):
     changes: list[DataChange] = Field(default_factory=list)
     """For one job replayed by id with --set/--patch: what changed in its data."""
 
+    def jobs_moved(self) -> dict[str, int]:
+        return {"replayed": len(self.result.replayed)} if self.result.replayed else {}
+
     def view(self) -> list[Block]:
         r = self.result
         if not r.replayed and not r.left:

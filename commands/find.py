@@ -451,6 +451,13 @@ class FilteredActionReply(Reply):
     def nothing_to_do(self) -> bool:
         return not self.result.selected
 
+    def jobs_moved(self) -> dict[str, int]:
+        """`quarantine` with filters: the jobs it moved (a preview or dry run moved none)."""
+        r = self.result
+        if r.action != "quarantine" or self.preview or r.dry_run or not r.done:
+            return {}
+        return {"quarantined": len(r.done)}
+
     def view(self) -> list[Block]:
         r = self.result
         verb, done_word, where = VERBS[r.action]

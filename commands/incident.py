@@ -1,4 +1,4 @@
-"""`incident declare|lead|severity|update`: run an incident from its channel.
+"""`incident declare|lead|severity|update|followup`: run an incident from its channel.
 
 Declaring opens a channel exactly as an alert does (bot/incidents/desk.py); the others act
 on the incident of the channel they are typed in, so nobody has to copy an incident id
@@ -19,6 +19,7 @@ from bot.roles import Role
 from commands.context import CommandContext
 from commands.incident_desk import (
     DeclaredIncident,
+    FollowupAdded,
     IncidentDesk,
     LeadChange,
     Severity,
@@ -32,6 +33,7 @@ from commands.view import Block, Mark, Note
 
 SEVERITY_CHOICES = ("sev1", "sev2", "sev3")
 DECLARE_USAGE = 'incident declare "TITLE" [--queue Q] [--severity sev1|sev2|sev3]'
+CONVERT_USAGE = 'incident convert ["TITLE"] [--queue Q] [--severity sev1|sev2|sev3]'
 LEAD_USAGE = "incident lead @USER [--note TEXT]"
 SEVERITY_USAGE = "incident severity sev1|sev2|sev3"
 UPDATE_USAGE = 'incident update "TEXT"'
@@ -59,6 +61,12 @@ class DeclareRequest(Request):
     severity: Severity = "sev2"
 
 
+class ConvertRequest(Request):
+    title: Title | None = None
+    queue: QueueName | None = None
+    severity: Severity = "sev2"
+
+
 class LeadRequest(Request):
     user: SlackUser
     note: Words | None = None
@@ -80,11 +88,36 @@ class DeclareReply(Reply):
 
     def view(self) -> list[Block]:
         name = self.incident.channel_name or self.incident.channel
+        if self.incident.already:
+            return [
+                Note(
+                    mark=Mark.INFO,
+                    text=f"declared already: #{name} (incident {self.incident.incident_id})",
+                )
+            ]
         return [
             Note(
                 mark=Mark.OK,
                 text=f"declared a {self.incident.severity} incident: #{name} "
                 f"(incident {self.incident.incident_id})",
+            )
+        ]
+
+
+class ConvertReply(DeclareReply):
+    def view(self) -> list[Block]:
+        if self.incident.already:
+            return [
+                Note(
+                    mark=Mark.INFO,
+                    text=f"this channel runs incident {self.incident.incident_id} already",
+                )
+            ]
+        return [
+            Note(
+                mark=Mark.OK,
+                text=f"this channel is now the {self.incident.severity} incident's "
+                f"(incident {self.incident.incident_id}): status pinned, topic set",
             )
         ]
 
@@ -158,6 +191,20 @@ def declare_parser() -> WordParser:
     return parser
 
 
+def convert_parser() -> WordParser:
+    parser = WordParser("incident convert", CONVERT_USAGE)
+    parser.add_argument(
+        "title", metavar="TITLE", nargs="?", help="what is wrong (default: the channel's name)"
+    )
+    parser.add_argument("--queue", metavar="Q", help="the queue it is about (its snapshot shows)")
+    parser.add_argument(
+        "--severity",
+        choices=SEVERITY_CHOICES,
+        help="sev1 (worst) to sev3; default sev2. At PAGE_SEVERITY or worse, it pages",
+    )
+    return parser
+
+
 def lead_parser() -> WordParser:
     parser = WordParser("incident lead", LEAD_USAGE)
     parser.add_argument("user", metavar="USER", help="who leads from now on: @someone")
@@ -183,6 +230,10 @@ def parse_declare(words: Sequence[str]) -> DeclareRequest:
     return parse_words(DeclareRequest, declare_parser(), words)
 
 
+def parse_convert(words: Sequence[str]) -> ConvertRequest:
+    return parse_words(ConvertRequest, convert_parser(), words)
+
+
 def parse_lead(words: Sequence[str]) -> LeadRequest:
     return parse_words(LeadRequest, lead_parser(), words)
 
@@ -199,6 +250,16 @@ async def run_declare(req: DeclareRequest, ctx: CommandContext) -> DeclareReply:
     desk = desk_of(ctx)
     queue = (await ctx.queues.require_queue(req.queue)).name if req.queue else None
     return DeclareReply(incident=await desk.declare(req.title, queue, req.severity, ctx.actor))
+
+
+async def run_convert(req: ConvertRequest, ctx: CommandContext) -> ConvertReply:
+    desk = desk_of(ctx)
+    if not ctx.channel:
+        raise Refused("run this in the channel to convert")
+    queue = (await ctx.queues.require_queue(req.queue)).name if req.queue else None
+    return ConvertReply(
+        incident=await desk.convert(ctx.channel, req.title, queue, req.severity, ctx.actor)
+    )
 
 
 async def run_lead(req: LeadRequest, ctx: CommandContext) -> LeadReply:
@@ -229,6 +290,18 @@ register(
             'incident declare "ocr backlog" --queue ocr --severity sev1',
         ),
         parser=declare_parser,
+    )
+)
+register(
+    Command(
+        name="incident convert",
+        usage=CONVERT_USAGE,
+        summary="make the channel you are in the incident channel (status, topic, page)",
+        role=Role.OPERATOR,
+        parse=parse_convert,
+        run=run_convert,
+        examples=("incident convert", 'incident convert "ocr backlog" --queue ocr --severity sev1'),
+        parser=convert_parser,
     )
 )
 register(
@@ -265,5 +338,69 @@ register(
         run=run_update,
         examples=('incident update "consumers scaled to 8; backlog falling"',),
         parser=update_parser,
+    )
+)
+
+
+# -- follow-ups for the postmortem --------------------------------------------------------
+
+FOLLOWUP_USAGE = 'incident followup "TEXT"'
+FOLLOWUP_MAX = 500
+"""A follow-up is an action item, a line in the postmortem's list: a longer one is refused
+(the postmortem document has room for the details)."""
+FollowupText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=FOLLOWUP_MAX)
+]
+
+
+class FollowupRequest(Request):
+    text: FollowupText
+
+
+class FollowupReply(Reply):
+    added: FollowupAdded
+
+    def data(self) -> dict[str, Any]:
+        return {"ok": True, "followup": self.added.model_dump(mode="json", by_alias=True)}
+
+    def view(self) -> list[Block]:
+        where = (
+            "the postmortem message lists it"
+            if self.added.postmortem_updated
+            else "the postmortem will list it when the incident resolves"
+        )
+        return [Note(mark=Mark.OK, text=f"follow-up {self.added.number} added; {where}")]
+
+
+def followup_parser() -> WordParser:
+    parser = WordParser("incident followup", FOLLOWUP_USAGE)
+    parser.add_argument(
+        "text",
+        metavar="TEXT",
+        help=f"an action item for the postmortem (quoted, at most {FOLLOWUP_MAX} characters); "
+        "also after the resolve",
+    )
+    return parser
+
+
+def parse_followup(words: Sequence[str]) -> FollowupRequest:
+    return parse_words(FollowupRequest, followup_parser(), words)
+
+
+async def run_followup(req: FollowupRequest, ctx: CommandContext) -> FollowupReply:
+    desk, iid = await incident_here(ctx)
+    return FollowupReply(added=await desk.add_followup(iid, req.text, by=ctx.actor))
+
+
+register(
+    Command(
+        name="incident followup",
+        usage=FOLLOWUP_USAGE,
+        summary="add a follow-up to this incident's postmortem, also once resolved",
+        role=Role.OPERATOR,
+        parse=parse_followup,
+        run=run_followup,
+        examples=('incident followup "alert on oldest waiting age, not only depth"',),
+        parser=followup_parser,
     )
 )

@@ -32,6 +32,9 @@ class DeclaredIncident(_Result):
     channel: str
     channel_name: str
     severity: Severity
+    already: bool = False
+    """True when nothing new was opened: the same message declared again, or a channel
+    converted again, answers with the incident it made the first time."""
 
 
 class LeadChange(_Result):
@@ -63,6 +66,17 @@ class UpdatePosted(_Result):
     mirrored: bool
 
 
+class FollowupAdded(_Result):
+    """A follow-up was added to the incident's postmortem: its number (1 is the first),
+    whether the incident is resolved already, and whether the posted postmortem message
+    was edited to list it (False: not posted yet; the resolve will list it)."""
+
+    incident_id: str
+    number: int
+    resolved: bool
+    postmortem_updated: bool
+
+
 class IncidentDesk(Protocol):
     """The moves of an incident a command can make. Every method raises a QueueOpsError
     (bot/errors.py) with one line when it cannot (a resolved incident, an unknown id)."""
@@ -71,6 +85,14 @@ class IncidentDesk(Protocol):
         self, title: str, queue: str | None, severity: Severity, actor: str
     ) -> DeclaredIncident:
         """Open an incident channel exactly as an alert does."""
+        ...
+
+    async def convert(
+        self, channel: str, title: str | None, queue: str | None, severity: Severity, actor: str
+    ) -> DeclaredIncident:
+        """Make `channel` (where people already are) the incident's channel: the status
+        message, topic, checklist and page as a declaration gives, in that channel. The
+        title defaults to the channel's name."""
         ...
 
     async def incident_of_channel(self, channel: str) -> str | None:
@@ -88,4 +110,9 @@ class IncidentDesk(Protocol):
 
     async def post_update(self, iid: str, text: str, *, by: str) -> UpdatePosted:
         """Post a status update in the channel and to the stakeholders' channel."""
+        ...
+
+    async def add_followup(self, iid: str, text: str, *, by: str) -> FollowupAdded:
+        """Add a follow-up to the incident's postmortem, open or resolved (postmortems are
+        written after): listed in the postmortem message, said in the channel."""
         ...

@@ -133,6 +133,9 @@ class QuarantineReply(Reply):
     dlq: str
     move: JobMove
 
+    def jobs_moved(self) -> dict[str, int]:
+        return {"quarantined": 1}
+
     def view(self) -> list[Block]:
         m = self.move
         where = ""
@@ -163,6 +166,9 @@ class QuarantineRefusedReply(ErrorReply):
 
 class BulkQuarantineReply(Reply):
     result: BulkQuarantineResult
+
+    def jobs_moved(self) -> dict[str, int]:
+        return {"quarantined": len(self.result.moved)} if self.result.moved else {}
 
     def view(self) -> list[Block]:
         r = self.result

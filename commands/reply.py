@@ -23,6 +23,12 @@ class Reply(BaseModel):
         """A preview that found nothing to act on: said as it is, with nothing to confirm."""
         return False
 
+    def jobs_moved(self) -> dict[str, int]:
+        """The jobs this reply says were moved, by what happened to them
+        ({"quarantined": 3}, {"replayed": 10}): counted in an incident's impact when the
+        command ran in its channel. Empty for reads, previews and dry runs."""
+        return {}
+
     def data(self) -> dict[str, Any]:
         """The JSON document `--json` prints (camelCase, like npm bullmq)."""
         return self.model_dump(mode="json", by_alias=True)

@@ -354,6 +354,14 @@ async def snapshot_view(service: QueueService, queues: Sequence[str]) -> list[Bl
     queues, or every queue when a name is unknown here (an alert's label may not match),
     and for each BullMQ queue with failed jobs its top 3 failure clusters with their keys
     (`quarantine QUEUE --cluster K` / `retry QUEUE --cluster K`)."""
+    blocks, _ = await snapshot_view_and_queues(service, queues)
+    return blocks
+
+
+async def snapshot_view_and_queues(
+    service: QueueService, queues: Sequence[str]
+) -> tuple[list[Block], list[QueueSnapshot]]:
+    """`snapshot_view`, and the snapshots it shows (an incident keeps their peak depth)."""
     blocks: list[Block] = []
     try:
         snaps = await service.snapshot(list(queues) or None)
@@ -392,4 +400,4 @@ async def snapshot_view(service: QueueService, queues: Sequence[str]) -> list[Bl
                     ]
                 )
             )
-    return blocks
+    return blocks, snaps

@@ -58,7 +58,10 @@ class SlackStub:
 
     async def _record(self, method: str, request: web.Request) -> None:
         raw = await request.text() if request.method == "POST" else ""
-        body: dict[str, Any] = {k: v[0] for k, v in parse_qs(request.query_string).items()}
+        # The raw query: aiohttp's `query_string` is decoded already, and decoding it again
+        # would turn a percent-encoded value (a link's `%7B`) into what it encodes.
+        query = request.rel_url.raw_query_string
+        body: dict[str, Any] = {k: v[0] for k, v in parse_qs(query).items()}
         if request.content_type == "application/json":
             body.update(json.loads(raw) if raw else {})
         else:
@@ -96,6 +99,20 @@ class SlackStub:
             )
         if method in ("chat.postMessage", "chat.update"):
             return web.json_response({"ok": True, "channel": "C", "ts": f"1700000000.{n:06d}"})
+        if method == "chat.getPermalink":
+            call = self.of(method)[-1]
+            channel, ts = call.body.get("channel", ""), str(call.body.get("message_ts", ""))
+            return web.json_response(
+                {
+                    "ok": True,
+                    "channel": channel,
+                    "permalink": f"https://example.slack.com/archives/{channel}/p"
+                    + ts.replace(".", ""),
+                }
+            )
+        if method == "bookmarks.add":
+            call = self.of(method)[-1]
+            return web.json_response({"ok": True, "bookmark": {"id": f"Bk{n:04d}", **call.body}})
         if method == "files.getUploadURLExternal":
             assert self.server is not None
             return web.json_response(
@@ -119,7 +136,14 @@ class SlackStub:
             self.calls.append(
                 Call(
                     "upload",
-                    {"size": len(data), "png": data[:8] == b"\x89PNG\r\n\x1a\n"},
+                    {
+                        "size": len(data),
+                        "png": data[:8] == b"\x89PNG\r\n\x1a\n",
+                        # A text file's content (a postmortem's Markdown); a PNG's is left out.
+                        "content": ""
+                        if data[:8] == b"\x89PNG\r\n\x1a\n"
+                        else data.decode("utf-8", "replace"),
+                    },
                     dict(request.headers),
                 )
             )

@@ -167,5 +167,5 @@ async def test_alertmanager_fires_repeats_survives_a_restart_and_resolves(
     await amtool(am_url, f"--end={datetime.now(UTC).isoformat(timespec='seconds')}")
     posts = await slack.wait_for("chat.postMessage", 3, within=15)
     assert "Resolved" in str(posts[1].body["blocks"])
-    assert "Postmortem skeleton" in posts[2].body["text"]
+    assert posts[2].body["text"].startswith("Postmortem: ")
     assert len(slack.of("conversations.create")) == 1

@@ -77,7 +77,7 @@ async def test_an_alert_opens_one_channel_with_everything_then_resolves(
         "incident_resolve",
     } <= kinds
     topic = slack.of("conversations.setTopic")[0].body["topic"]
-    assert topic.startswith("FIRING: QueueBacklog on batch-jobs")
+    assert "] FIRING · lead: nobody yet · QueueBacklog on batch-jobs" in topic
     invited = [c.body["users"].split(",") for c in slack.of("conversations.invite")]
     assert [len(chunk) for chunk in invited] == [30, 2]  # 32 people, chunks of 30
 
@@ -96,10 +96,10 @@ async def test_an_alert_opens_one_channel_with_everything_then_resolves(
     assert (await post(bot2, fixture("resolved.json")))[0] == 200
     posts = await slack.wait_for("chat.postMessage", 3)
     assert "Resolved" in text_of(posts[1].body) and "waiting 3" in text_of(posts[1].body)
-    assert "Postmortem skeleton: QueueBacklog" in posts[2].body["text"]
-    assert "QueueBacklog fired (alertmanager)" in posts[2].body["text"]
+    assert posts[2].body["text"] == "Postmortem: QueueBacklog"
+    assert "QueueBacklog fired (alertmanager)" in text_of(posts[2].body)
     topics = await slack.wait_for("conversations.setTopic", 2)
-    assert topics[-1].body["topic"].startswith("RESOLVED")
+    assert "] RESOLVED · " in topics[-1].body["topic"]
     assert all(c.body["channel"] == "C0INC1" for c in posts)
 
 
@@ -191,7 +191,8 @@ async def test_generic_alerts_and_the_timeline_of_commands_in_the_channel(
     await slack.wait_for("respond:r1")
     status, _ = await post(bot, {**alert, "status": "resolved"}, path="/alerts/generic")
     posts = await slack.wait_for("chat.postMessage", 3)
-    assert "slack:UOPS ran `pause dsar-jobs` → ok" in posts[2].body["text"]
+    postmortem = json.dumps(posts[2].body["blocks"], ensure_ascii=False)
+    assert "slack:UOPS ran `pause dsar-jobs` → ok" in postmortem
     status, body = await post(bot, {"title": ""}, path="/alerts/generic")
     assert status == 400 and body["error"].startswith("title:")
 
@@ -264,7 +265,7 @@ async def test_incident_buttons_run_commands_as_the_presser_and_resolve_archives
 
     await click("incident_resolve", "UOPS")
     posts = await slack.wait_for("chat.postMessage", 5)
-    skeleton = posts[4].body["text"]
+    skeleton = json.dumps(posts[4].body["blocks"], ensure_ascii=False)  # the postmortem
     assert "slack:UOPS ran `pause batch-jobs` → ok" in skeleton
     assert "slack:UOPS ran `quarantine batch-jobs" in skeleton
     assert "resolved by slack:UOPS" in skeleton

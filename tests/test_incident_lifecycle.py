@@ -93,7 +93,7 @@ async def test_declare_opens_a_channel_as_an_alert_does_then_lead_and_hand_over(
         status.body
     )
     topic = slack.of("conversations.setTopic")[0].body["topic"]
-    assert topic.startswith("FIRING: Checkout emails stuck on batch-jobs")
+    assert topic == "[sev1] FIRING · lead: nobody yet · Checkout emails stuck on batch-jobs"
     asked = await said(slack, "chat.postMessage", "declared this incident", channel=channel)
     assert "<@UOPS>" in text_of(asked.body) and "incident_take_lead" in action_ids(asked.body)
 

@@ -95,9 +95,11 @@ async def test_every_commands_json_is_camel_case(
         # -- workers (issue 14) --
         "workers a",
         'incident declare "a is stuck" --queue a',
+        "incident convert --severity sev3",
         "incident lead <@U123>",
         "incident severity sev1",
         'incident update "scaled up"',
+        'incident followup "alert on age"',
         # -- job detail and edit-then-replay (issue 14) --
         "dlq replay a 2 --set payload.text=fixed",
         "job show a 999",

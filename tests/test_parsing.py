@@ -172,9 +172,12 @@ INTERNAL_RE = re.compile(r"\b[a-z]+_[a-z_]+\b")  # a snake_case name: a field, n
         # -- workers (issue 14) --
         ("workers a b", "unexpected words: b"),
         ('incident declare "x" --severity sev4', "--severity: 'sev4' is not one of sev1"),
+        ("incident convert a b", "unexpected words: b"),
         ("incident lead bob", "USER: 'bob' is not a Slack user (mention them: @someone)"),
         ("incident severity high", "SEVERITY: 'high' is not one of sev1, sev2, sev3"),
         ("incident update", "missing TEXT"),
+        ("incident followup", "missing TEXT"),
+        ("incident followup " + "x" * 501, "TEXT is too long (at most 500 characters)"),
         # -- job detail and edit-then-replay (issue 14) --
         ("dlq replay q --set a.b=1", "--set and --patch edit one job: name its JOB_ID"),
         ("dlq replay q 1 --set ab", "--set: 'ab' is not PATH=VALUE (e.g. customer.id=42)"),

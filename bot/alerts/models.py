@@ -120,7 +120,13 @@ class AlertEvent(BaseModel):
     @property
     def group_id(self) -> str:
         """A short stable id for the group: the key of its Redis state."""
-        return hashlib.sha256(self.group_key.encode()).hexdigest()[:20]
+        return self.group_id_of(self.group_key)
+
+    @staticmethod
+    def group_id_of(group_key: str) -> str:
+        """The group id of a group key, without an event (where a group's incident is
+        looked up before there is one)."""
+        return hashlib.sha256(group_key.encode()).hexdigest()[:20]
 
     def channel_name(self) -> str:
         """`inc-<yyyymmdd>-<hhmm>-<slug>`: lowercase, [a-z0-9-], at most 80 characters.

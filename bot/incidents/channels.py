@@ -1,9 +1,10 @@
 """Incident channels: one per alert group, opened once, updated, resolved, archived.
 
 Every step records what it did in the incident's Redis hash before the next one runs
-(channel, topic, invites, status message, pin, chart), so handling the same notification
-again, after a crash, a Slack outage or on another replica, resumes where it stopped and
-posts nothing twice. A lock per incident keeps two replicas from working on it at once.
+(channel, topic, invites, status message, pin, bookmarks, chart), so handling the same
+notification again, after a crash, a Slack outage or on another replica, resumes where it
+stopped and posts nothing twice. A lock per incident keeps two replicas from working on it
+at once.
 
 The lock is short (LOCK_MS) and renewed while its holder works, and only its holder may
 renew or release it: a holder that dies (SIGKILL mid `chat.postMessage`) loses it within
@@ -25,6 +26,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any, cast
@@ -34,9 +36,19 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.models import AlertEvent
-from bot.incidents.messages import postmortem, status_message, utc
+from bot.incidents.header import (
+    SLACK_OUTAGES,
+    Bookmark,
+    IncidentLinks,
+    refused_line,
+    topic_line,
+)
+from bot.incidents.messages import status_message, utc
 from bot.incidents.paging import PAGE_FIELDS, PageError, Pager, page_due, severity_of_labels
+from bot.incidents.postmortem import Postmortem, PostmortemState, SnapshotSeen
+from bot.incidents.postmortem import build as build_postmortem
 from bot.slack.blocks import as_dicts, render_blocks
+from bot.urls import url_fit_to_show
 from commands.view import Block as ViewBlock
 from commands.view import Mark, Note
 
@@ -47,6 +59,8 @@ STATUS_UPDATE_EVERY_MS = 60_000
 LOCK_MS = 10_000
 """How long a lock outlives its holder; renewed every third of it while the holder works."""
 TIMELINE_MAX = 500
+RECENT_KEEP_MS = 8 * 86_400_000
+"""How long `recent_key` keeps an incident: the digest looks a day back, a week is spare."""
 NAME_RESERVED_S = 90 * 86_400
 """Slack keeps the names of archived channels too; a reservation outlives the incident."""
 PAGE_RETRY_S = (30.0, 120.0, 600.0)
@@ -68,7 +82,11 @@ end
 return 0
 """
 
-SnapshotView = Callable[[Sequence[str]], Awaitable[list[ViewBlock]]]
+SnapshotView = Callable[[Sequence[str]], Awaitable[list[ViewBlock] | SnapshotSeen]]
+"""The incident's queues as its channel shows them; a SnapshotSeen also says the depth and
+oldest age it saw, kept as the postmortem's impact (bot/incidents/postmortem.py)."""
+DepthHistory = Callable[[Sequence[str]], Awaitable[list[tuple[int, int]]]]
+"""(ms, depth summed over the queues) of the last hour, from the tick's depth samples."""
 ChartMaker = Callable[[Sequence[str]], Awaitable[bytes | None]]
 
 
@@ -85,6 +103,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(frozen=True)
+class ExistingChannel:
+    """A channel people are already in, made the incident's (`incident convert`)."""
+
+    id: str
+    name: str
+
+
 class Incidents:
     def __init__(
         self,
@@ -99,8 +125,12 @@ class Incidents:
         drain_available: Callable[[], bool] = lambda: False,
         pager: Pager | None = None,
         page_severity: str = "sev2",
+        links: IncidentLinks | None = None,
+        depth_history: DepthHistory | None = None,
     ) -> None:
         self.redis = redis
+        self.depth_history = depth_history
+        self.postmortems = PostmortemState(redis, state_prefix)
         self.client = client
         self.s = state_prefix
         self.invite = list(invite)
@@ -116,6 +146,7 @@ class Incidents:
         self._bot_user: str | None = None
         self.pager = pager
         self.page_severity = page_severity
+        self.links = links or IncidentLinks()
         self._page_retries: dict[str, asyncio.Task[None]] = {}
         self._paging: dict[str, asyncio.Lock] = {}
         """One per incident this process paged (a few hundred bytes each, kept: removing
@@ -150,6 +181,20 @@ class Incidents:
         each next (bot/incidents/reminders.py); added on opening, removed on resolving."""
         return f"{self.s}:incidents:open"
 
+    @property
+    def recent_key(self) -> str:
+        """The incidents opened in the last RECENT_KEEP_MS: a sorted set scored by when each
+        opened (the daily digest's, bot/incidents/digest.py; read without a SCAN)."""
+        return f"{self.s}:incidents:recent"
+
+    async def _remember_recent(self, iid: str) -> None:
+        """Into `recent_key` on creation, older entries trimmed in the same round trip."""
+        at = now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.recent_key, {iid: at})
+            pipe.zremrangebyscore(self.recent_key, "-inf", at - RECENT_KEEP_MS)
+            await pipe.execute()
+
     async def exists(self, iid: str) -> bool:
         return bool(await self.redis.exists(self._key(iid)))
 
@@ -177,32 +222,60 @@ class Incidents:
         found = await self.redis.get(f"{self.s}:channel:{channel}")
         return str(found) if found else None
 
-    async def add_to_timeline(self, iid: str, text: str, at: int | None = None) -> None:
+    async def add_to_timeline(
+        self, iid: str, text: str, at: int | None = None, *, jobs: dict[str, int] | None = None
+    ) -> None:
+        """`jobs`: what the entry's command moved ({"quarantined": 3}), counted on the hash
+        as the postmortem's impact (`impact_<what>`) with the entry, in one transaction."""
         key = f"{self.s}:timeline:{iid}"
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.rpush(key, json.dumps({"at_ms": at or now_ms(), "text": text}))
             pipe.ltrim(key, -TIMELINE_MAX, -1)
+            for what, count in (jobs or {}).items():
+                if count:
+                    pipe.hincrby(self._key(iid), f"impact_{what}", count)
             await pipe.execute()
 
     async def timeline(self, iid: str) -> list[dict[str, Any]]:
-        return [json.loads(r) for r in await self.redis.lrange(f"{self.s}:timeline:{iid}", 0, -1)]
+        """Oldest first by each entry's own time: an entry may be added after later ones (a
+        message put in the timeline by the shortcut keeps the time it was said)."""
+        entries = [
+            json.loads(r) for r in await self.redis.lrange(f"{self.s}:timeline:{iid}", 0, -1)
+        ]
+        return sorted(entries, key=lambda e: int(e.get("at_ms") or 0))
 
     # -- the entry point -----------------------------------------------------------------
 
-    async def handle(self, event: AlertEvent) -> None:
-        """One notification. Raises on a Slack or Redis failure: the caller leaves the
-        stream entry pending, and handling it again resumes."""
+    async def handle(
+        self, event: AlertEvent, *, channel: ExistingChannel | None = None
+    ) -> tuple[str, bool]:
+        """One notification: (the incident's id, whether this call created it). Raises on
+        a Slack or Redis failure: the caller leaves the stream entry pending, and handling
+        it again resumes.
+
+        `channel`: run the incident from this existing channel instead of opening one
+        (`incident convert`). Recorded before `open` looks for a channel, and again on a
+        retry (an incident whose claim survived a crash before the record), so the
+        incident never gets a channel of its own besides."""
         if event.status == "resolved":
             iid, _ = await self._claim_incident(event, create=False)
             if iid:
                 await self.resolve(iid, by=f"{event.source} (resolved)")
-            return
+            return iid, False
         iid, created = await self._claim_incident(event, create=True)
         key = self._key(iid)
+        if channel is not None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(key, "channel_id", channel.id)
+                pipe.hsetnx(key, "channel_name", channel.name)
+                pipe.hset(key, "converted", "1")  # people's own channel: never archived
+                pipe.set(f"{self.s}:channel:{channel.id}", iid)
+                await pipe.execute()
         # On every firing notification (NX: an incident's place kept): a crash after the
         # claim is mended by the retry. The reminders read it (bot/incidents/reminders.py).
         await self.redis.zadd(self.open_key, {iid: now_ms()}, nx=True)
         if created:
+            await self._remember_recent(iid)  # the daily digest's index
             await self.add_to_timeline(
                 iid,
                 f"{event.title} fired ({event.source})",
@@ -223,6 +296,7 @@ class Incidents:
         await self.open(iid)
         if not created:
             await self.refresh_status(iid)
+        return iid, created
 
     # -- opening -------------------------------------------------------------------------
 
@@ -242,17 +316,14 @@ class Incidents:
                 await self.redis.hsetnx(key, "severity", severity_of_labels(incident["labels"]))
             channel = incident.get("channel_id") or await self._create_channel(iid, incident)
             if not incident.get("topic_set"):
-                await self.client.conversations_setTopic(
-                    channel=channel, topic=self._topic(incident)
-                )
-                await self.redis.hset(key, "topic_set", "1")
+                await self.refresh_topic(iid)  # records `topic_set` with the topic
             if not incident.get("invited"):
                 await self._invite(channel)
                 await self.redis.hset(key, "invited", "1")
             if not incident.get("first_ts"):
                 blocks = status_message(
                     incident,
-                    await self.snapshot_view(incident["queues"]),
+                    await self._snapshot(iid, incident["queues"]),
                     drain_available=self.drain_available(),
                 )
                 posted = await self.client.chat_postMessage(
@@ -261,6 +332,7 @@ class Incidents:
                 ts = str(posted["ts"])
                 await self.redis.hset(key, mapping={"first_ts": ts, "status_updated_at": now_ms()})
                 await self._pin(channel, ts)
+            await self._bookmark(iid, channel, self.links.bookmarks(incident), incident)
             await self._page(iid)  # after the status message: the page links to the channel
             if not incident.get("chart_done"):
                 png = await self.chart(incident["queues"]) if self.chart else None
@@ -351,12 +423,6 @@ class Incidents:
                 return None
         return None
 
-    @staticmethod
-    def _topic(incident: dict[str, Any]) -> str:
-        state = "RESOLVED" if incident.get("status") == "resolved" else "FIRING"
-        queues = ", ".join(incident["queues"]) or "all queues"
-        return f"{state}: {incident['title']} on {queues} since {utc(incident['starts_at'])}"[:250]
-
     async def _invite(self, channel: str) -> None:
         users: list[str] = []
         for principal in self.invite:
@@ -382,7 +448,93 @@ class Incidents:
             if err.response.get("error") != "already_pinned":
                 raise
 
+    async def _bookmark(
+        self, iid: str, channel: str, wanted: Sequence[Bookmark], incident: dict[str, Any]
+    ) -> None:
+        """Add each bookmark not added yet, each recorded on the hash (`bookmark:<key>`: its
+        id, or `refused: <error>`) as soon as Slack answers, so a retry adds none twice.
+
+        A bookmark Slack refuses (missing_scope, not_allowed_token_type, invalid_link...)
+        never holds the incident up: logged, recorded as done (asking again would be
+        refused again) and said in the channel in one line for all this round's refusals.
+        Only an outage propagates (`_refusal`), as for every other step of `open`."""
+        refused: list[tuple[str, str]] = []
+        for mark in wanted:
+            if incident.get(f"bookmark:{mark.key}"):
+                continue
+            try:
+                added = await self.client.bookmarks_add(
+                    channel_id=channel,
+                    title=mark.title,
+                    type="link",
+                    link=mark.link,
+                    emoji=mark.emoji,
+                )
+                done = str((added.get("bookmark") or {}).get("id") or "added")
+            except SlackApiError as err:
+                error = self._refusal(err)
+                log.warning(
+                    "incident %s: Slack refused the %s bookmark (%s): %s",
+                    iid,
+                    mark.title,
+                    url_fit_to_show(mark.link),
+                    error,
+                )
+                refused.append((mark.title, error))
+                done = f"refused: {error}"
+            await self.redis.hset(self._key(iid), f"bookmark:{mark.key}", done)
+        if refused:
+            await self.client.chat_postMessage(channel=channel, text=refused_line(refused))
+
+    @staticmethod
+    def _refusal(err: SlackApiError) -> str:
+        """Slack's error when it refused the call; re-raised when Slack is down or busy
+        (a 5xx, `ratelimited`, its own internal errors), which a retry of the step mends."""
+        error = str(err.response.get("error") or "")
+        if err.response.status_code >= 500 or not error or error in SLACK_OUTAGES:
+            raise err
+        return error
+
+    async def _bookmark_postmortem(self, iid: str) -> None:
+        """The postmortem as a bookmark once it is posted (`postmortem_ts`): its
+        permalink from Slack (chat.getPermalink), then added and recorded as `_bookmark`
+        adds the others. A permalink Slack refuses (message_not_found) counts as the
+        bookmark refused: one line, recorded, never holding the resolution up."""
+        incident = await self.load(iid)
+        ts, channel = incident.get("postmortem_ts"), incident.get("channel_id")
+        if not ts or not channel or incident.get("bookmark:postmortem"):
+            return
+        try:
+            found = await self.client.chat_getPermalink(channel=str(channel), message_ts=str(ts))
+        except SlackApiError as err:
+            error = self._refusal(err)
+            log.warning("incident %s: Slack gave no postmortem permalink: %s", iid, error)
+            await self.redis.hset(self._key(iid), "bookmark:postmortem", f"refused: {error}")
+            await self.client.chat_postMessage(
+                channel=str(channel), text=refused_line([("Postmortem", error)])
+            )
+            return
+        mark = Bookmark("postmortem", "Postmortem", str(found["permalink"]), ":memo:")
+        await self._bookmark(iid, str(channel), [mark], incident)
+
     # -- updates ---------------------------------------------------------------------------
+
+    async def refresh_topic(self, iid: str) -> None:
+        """Set the channel's topic to the incident's status line (bot/incidents/header.py),
+        after each change of state, lead, severity or update. The last one set is kept on
+        the hash (`topic`) and an unchanged line is not set again: each conversations.setTopic
+        is a "set the channel topic" message in the channel, and a re-sent notification or a
+        repeated command must not add one. A crash between Slack's answer and the record
+        sets the same line once more on the next change, nothing worse."""
+        incident = await self.load(iid)
+        channel = incident.get("channel_id")
+        if not channel:
+            return
+        topic = topic_line(incident)
+        if topic == incident.get("topic"):
+            return
+        await self.client.conversations_setTopic(channel=str(channel), topic=topic)
+        await self.redis.hset(self._key(iid), mapping={"topic": topic, "topic_set": "1"})
 
     async def refresh_status(self, iid: str, *, force: bool = False) -> None:
         """Re-render the pinned status message, at most once a minute for all replicas."""
@@ -394,7 +546,7 @@ class Incidents:
             return
         blocks = status_message(
             incident,
-            await self.snapshot_view(incident["queues"]),
+            await self._snapshot(iid, incident["queues"]),
             drain_available=self.drain_available(),
         )
         await self.client.chat_update(
@@ -407,7 +559,8 @@ class Incidents:
 
     async def resolve(self, iid: str, *, by: str) -> None:
         """Resolution in the same channel: a message, a final snapshot, the postmortem
-        skeleton, the status message and topic updated; archived later if configured."""
+        (message and Markdown file), the status message and topic updated; archived later
+        if configured."""
         key = self._key(iid)
         incident = await self.load(iid)
         if incident.get("status") == "resolved":
@@ -424,7 +577,7 @@ class Incidents:
                     mark=Mark.OK,
                     text=f"Resolved {utc(incident['resolved_at'])} by {by}. Final snapshot:",
                 ),
-                *await self.snapshot_view(incident["queues"]),
+                *await self._snapshot(iid, incident["queues"]),
             ]
             posted = await self.client.chat_postMessage(
                 channel=channel,
@@ -432,18 +585,90 @@ class Incidents:
                 blocks=as_dicts(render_blocks(final)),
             )
             await self.redis.hset(key, "resolution_ts", str(posted["ts"]))
-        if not incident.get("postmortem_ts"):
-            text = postmortem(incident, await self.timeline(iid))
-            posted = await self.client.chat_postMessage(channel=channel, text=text)
-            await self.redis.hset(key, "postmortem_ts", str(posted["ts"]))
+        if not incident.get("postmortem_ts") or not incident.get("postmortem_file"):
+            await self._post_postmortem(iid, incident)
+        await self._bookmark_postmortem(iid)
         await self.redis.hset(key, "status", "resolved")
         await self.redis.zrem(self.open_key, iid)
         incident["status"] = "resolved"
         await self._page(iid)  # resolve the page, if there was one
-        await self.client.conversations_setTopic(channel=channel, topic=self._topic(incident))
+        await self.refresh_topic(iid)
         await self.refresh_status(iid, force=True)
-        if self.archive_after_ms:
+        if self.archive_after_ms and not incident.get("converted"):
             await self.redis.zadd(f"{self.s}:archive", {iid: now_ms() + self.archive_after_ms})
+
+    # -- the postmortem (bot/incidents/postmortem.py) --------------------------------------
+
+    async def _snapshot(self, iid: str, queues: Sequence[str]) -> list[ViewBlock]:
+        """The snapshot the channel shows; what it saw is kept as the postmortem's impact
+        (the snapshot is taken anyway: no Redis command but the one keeping the maxima)."""
+        seen = await self.snapshot_view(queues)
+        if not isinstance(seen, SnapshotSeen):
+            return seen
+        if seen.sample is not None:
+            await self.postmortems.note(iid, seen.sample)
+        return seen.blocks
+
+    async def _postmortem(self, iid: str) -> Postmortem:
+        """The postmortem as it stands: the hash, the alert's source, timeline, follow-ups."""
+        incident = await self.load(iid)
+        event = json.loads(await self.redis.hget(self._key(iid), "event") or "{}")
+        incident["source"] = event.get("source")
+        if event.get("source") == "declared":
+            incident["declared_summary"] = event.get("summary")  # "declared by slack:U1"
+        return build_postmortem(
+            incident, await self.timeline(iid), await self.postmortems.followups(iid)
+        )
+
+    async def _post_postmortem(self, iid: str, incident: dict[str, Any]) -> None:
+        """The message, then the Markdown file, each recorded (`postmortem_ts`,
+        `postmortem_file`) as soon as Slack answers, so a retry posts neither twice (a
+        crash between Slack's answer and the record posts it once more, as for the chart).
+        The depth samples within the incident are folded into its peak depth first.
+
+        Under the incident's lock: two resolves at once (the alert's resolved notification
+        and the button, two presses, two replicas) would each post both. The one that finds
+        it taken raises Busy, and the holder posts them."""
+        key = self._key(iid)
+        channel = str(incident["channel_id"])
+        opened, resolved = int(incident.get("opened_at") or 0), int(incident["resolved_at"])
+        async with self._locked(iid):
+            done_ts, done_file = await self.redis.hmget(key, "postmortem_ts", "postmortem_file")
+            if done_ts and done_file:
+                return
+            if self.depth_history is not None and incident["queues"]:
+                series = await self.depth_history(incident["queues"])
+                await self.postmortems.fold_series(iid, series, opened, resolved)
+            found = await self._postmortem(iid)
+            if not done_ts:
+                posted = await self.client.chat_postMessage(
+                    channel=channel, text=found.text, blocks=as_dicts(found.blocks)
+                )
+                await self.redis.hset(key, "postmortem_ts", str(posted["ts"]))
+            if not done_file:
+                uploaded = await self.client.files_upload_v2(
+                    channel=channel,
+                    content=found.markdown.encode(),
+                    filename=found.filename,
+                    title=found.title,
+                )
+                file = uploaded.get("file") or {}
+                await self.redis.hset(key, "postmortem_file", str(file.get("id") or "uploaded"))
+
+    async def refresh_postmortem(self, iid: str) -> bool:
+        """Edit the posted postmortem message in place (a follow-up added after the resolve);
+        False when it is not posted yet (the resolve posts it with everything so far)."""
+        incident = await self.load(iid)
+        if not incident.get("postmortem_ts") or not incident.get("channel_id"):
+            return False
+        found = await self._postmortem(iid)
+        await self.client.chat_update(
+            channel=str(incident["channel_id"]),
+            ts=str(incident["postmortem_ts"]),
+            text=found.text,
+            blocks=as_dicts(found.blocks),
+        )
+        return True
 
     # -- paging ----------------------------------------------------------------------------
 

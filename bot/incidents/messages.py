@@ -1,5 +1,5 @@
 """What an incident channel shows: the status message (alert, snapshot, the runbook's triage
-checklist, action buttons), the resolution, and the postmortem skeleton.
+checklist, action buttons) and the resolution; the postmortem is bot/incidents/postmortem.py.
 
 Built with slack_sdk's block models; the snapshot part is the snapshot command's own view.
 """
@@ -195,22 +195,3 @@ def status_message(
         )
         blocks.append(ActionsBlock(block_id="incident_actions", elements=buttons))
     return blocks
-
-
-def postmortem(incident: dict[str, Any], timeline: list[dict[str, Any]]) -> str:
-    """The runbook's "Post-incident": timeline, then the headings a postmortem needs."""
-    rows = [f"• {utc(int(e['at_ms']))[11:16]} {escape(e['text'])}" for e in timeline[-60:]]
-    return "\n".join(
-        [
-            f"*Postmortem skeleton: {escape(incident['title'])}*",
-            f"Fired {utc(incident['starts_at'])}, resolved {utc(incident['resolved_at'])}",
-            "*Timeline (UTC)*",
-            *(rows or ["• (nothing was run in this channel)"]),
-            "*Root cause*\n_to fill in_",
-            "*Mitigation actions*\n_to fill in_",
-            "*Reprocessing plan* (DLQ replay as a canary, 10-50 jobs first)\n_to fill in_",
-            "*Lessons learned*\n_to fill in_",
-            "*Follow-ups*: rate limiting, DLQ improvements, consumer autoscaling and DB capacity, "
-            "job schema; update the runbook",
-        ]
-    )[:2900]
