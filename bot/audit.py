@@ -125,6 +125,26 @@ class AuditLog:
             except Exception as err:  # a listener (Slack) failing must not fail the command
                 log.warning("audit: listener failed: %s", err)
 
+    async def record_move(
+        self, actor: str, role: str, channel: str | None, words: str, outcome: str
+    ) -> None:
+        """A Slack move that ran no command (a button press refused or cancelled, a
+        shortcut: `words` says which, e.g. "[button] cancel drain"), audited as commands
+        are."""
+        await self.record(
+            AuditEntry(
+                at_ms=self.now_ms(),
+                actor=actor,
+                role=role,
+                transport="slack",
+                channel=channel or None,
+                words=words,
+                command=None,
+                outcome=outcome,
+                duration_ms=0,
+            )
+        )
+
     async def recent(self, count: int = 20) -> list[AuditEntry]:
         rows = await self.redis.xrevrange(self.key, count=count) or []
         return [AuditEntry.model_validate(fields) for _id, fields in rows if fields]

@@ -86,40 +86,27 @@ class DeclareReply(Reply):
     def data(self) -> dict[str, Any]:
         return {"ok": True, "incident": self.incident.model_dump(mode="json", by_alias=True)}
 
+    def said(self) -> str:
+        """The one line: what was opened, or (`already`) which incident it is."""
+        found = self.incident
+        name = found.channel_name or found.channel
+        if found.already:
+            return f"declared already: #{name} (incident {found.incident_id})"
+        return f"declared a {found.severity} incident: #{name} (incident {found.incident_id})"
+
     def view(self) -> list[Block]:
-        name = self.incident.channel_name or self.incident.channel
-        if self.incident.already:
-            return [
-                Note(
-                    mark=Mark.INFO,
-                    text=f"declared already: #{name} (incident {self.incident.incident_id})",
-                )
-            ]
-        return [
-            Note(
-                mark=Mark.OK,
-                text=f"declared a {self.incident.severity} incident: #{name} "
-                f"(incident {self.incident.incident_id})",
-            )
-        ]
+        return [Note(mark=Mark.INFO if self.incident.already else Mark.OK, text=self.said())]
 
 
 class ConvertReply(DeclareReply):
-    def view(self) -> list[Block]:
-        if self.incident.already:
-            return [
-                Note(
-                    mark=Mark.INFO,
-                    text=f"this channel runs incident {self.incident.incident_id} already",
-                )
-            ]
-        return [
-            Note(
-                mark=Mark.OK,
-                text=f"this channel is now the {self.incident.severity} incident's "
-                f"(incident {self.incident.incident_id}): status pinned, topic set",
-            )
-        ]
+    def said(self) -> str:
+        found = self.incident
+        if found.already:
+            return f"this channel runs incident {found.incident_id} already"
+        return (
+            f"this channel is now the {found.severity} incident's "
+            f"(incident {found.incident_id}): status pinned, topic set"
+        )
 
 
 class LeadReply(Reply):

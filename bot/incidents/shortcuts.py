@@ -34,7 +34,6 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.audit import AuditEntry, AuditLog
 from bot.dispatch import Dispatcher
 from bot.errors import QueueOpsError
 from bot.incidents.channels import Incidents
@@ -164,21 +163,10 @@ class IncidentShortcuts:
         return str(link) if link else None
 
     async def _audit(self, user: str, role: Role, channel: str, words: str, outcome: str) -> None:
-        if self.dispatcher.audit is None:
-            return
-        await self.dispatcher.audit.record(
-            AuditEntry(
-                at_ms=AuditLog.now_ms(),
-                actor=f"slack:{user}",
-                role=role.label,
-                transport="slack",
-                channel=channel or None,
-                words=f"[shortcut] {words}",
-                command=None,
-                outcome=outcome,
-                duration_ms=0,
+        if self.dispatcher.audit is not None:
+            await self.dispatcher.audit.record_move(
+                f"slack:{user}", role.label, channel, f"[shortcut] {words}", outcome
             )
-        )
 
     async def _tell(self, user: str, channel: str, text: str) -> None:
         """One line to `user` alone, in the channel the shortcut was used in; logged when

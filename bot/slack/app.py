@@ -18,7 +18,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.audit import AuditEntry, AuditLog, redact_text
+from bot.audit import redact_text
 from bot.charts import draw_png
 from bot.config import Settings
 from bot.dispatch import Dispatcher
@@ -242,21 +242,10 @@ class SlackHandlers:
         self, user: str, role: Role, channel: str | None, words: str, outcome: str
     ) -> None:
         """Button presses that run nothing are audited too."""
-        if self.dispatcher.audit is None:
-            return
-        await self.dispatcher.audit.record(
-            AuditEntry(
-                at_ms=AuditLog.now_ms(),
-                actor=f"slack:{user}",
-                role=role.label,
-                transport="slack",
-                channel=channel,
-                words=f"[button] {words}",
-                command=None,
-                outcome=outcome,
-                duration_ms=0,
+        if self.dispatcher.audit is not None:
+            await self.dispatcher.audit.record_move(
+                f"slack:{user}", role.label, channel, f"[button] {words}", outcome
             )
-        )
 
     @staticmethod
     async def _respond(respond: Any, reply: Reply, *, private: bool = False) -> None:
