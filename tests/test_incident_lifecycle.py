@@ -268,3 +268,27 @@ async def test_without_slack_each_incident_command_is_one_line(
         outcome = await dispatcher.run(line, actor="cli:test", role=Role.ADMIN, transport="cli")
         assert isinstance(outcome.reply, ErrorReply), line
         assert outcome.reply.message == NO_DESK and outcome.reply.exit_code == 1
+
+
+async def test_a_depth_chart_slack_refuses_never_holds_the_incident_up(
+    make_bot: MakeBot, slack: SlackStub, service: QueueService, redis: aioredis.Redis, prefix: str
+) -> None:
+    """The chart is drawn (two depth samples in the last hour), its upload refused (the
+    files:write scope missing): the incident opens all the same, the refusal recorded."""
+    import time
+
+    await service.store.bullmq(service.ref("q")).add("pdf", {})
+    now = int(time.time() * 1000)
+    await redis.lpush(f"{prefix}-state:depth:{prefix}:q", f"{now - 120_000}:3", f"{now}:9")
+    slack.responses["files.getUploadURLExternal"] = {"ok": False, "error": "missing_scope"}
+    bot = await make_bot()
+    channel, _ = await declare(bot, slack, 'incident declare "Charted" --queue q', "d1")
+    await slack.wait_for("files.getUploadURLExternal")
+    iid = str(await redis.get(f"{prefix}-state:channel:{channel}"))
+
+    async def recorded() -> str | None:
+        found = await redis.hget(f"{prefix}-state:incident:{iid}", "chart_done")
+        return str(found) if found else None
+
+    assert await wait_until(recorded, within=8.0) == "refused: missing_scope"
+    await said(slack, "chat.postMessage", "declared this incident", channel=channel)

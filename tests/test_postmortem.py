@@ -306,3 +306,52 @@ def test_md_escapes_markdown_and_flattens_lines() -> None:
     assert md("a\n# b") == "a \\# b"
     assert md("`x` <!channel> *y* [z](u)") == "\\`x\\` \\<!channel\\> \\*y\\* \\[z\\](u)"
     assert len(md("x" * 10_000, 100)) == 100
+
+
+async def test_a_web_api_that_answers_files_and_permalinks_oddly_never_keeps_it_open(
+    make_bot: MakeBot, slack: SlackStub, redis: aioredis.Redis, prefix: str
+) -> None:
+    """A Web API (a stand-in, a proxy) that answers `{"ok": true}` and nothing more to
+    the upload's first step and to chat.getPermalink: the incident still resolves, the
+    message has the postmortem, and the missing file is one line."""
+    bot = await make_bot()
+    channel, _ = await declare(bot, slack, 'incident declare "Odd answers"', "d1")
+    iid = str(await redis.get(f"{prefix}-state:channel:{channel}"))
+    slack.responses["files.getUploadURLExternal"] = {"ok": True}
+    slack.responses["chat.getPermalink"] = {"ok": True}
+    await press(
+        bot, slack, "incident_resolve", f"{iid}|", user="UOPS", reply_to="p1", channel=channel
+    )
+    await said(slack, "chat.postMessage", "refused the postmortem's Markdown file", channel=channel)
+
+    async def resolved() -> bool:
+        return await redis.hget(f"{prefix}-state:incident:{iid}", "status") == "resolved"
+
+    await wait_until(resolved, within=8.0)
+    state = await redis.hgetall(f"{prefix}-state:incident:{iid}")
+    assert state["postmortem_ts"] and state["postmortem_file"].startswith("refused:")
+    assert state["bookmark:postmortem"] == "refused: no permalink"
+    assert not [c for c in slack.of("bookmarks.add") if c.body.get("title") == "Postmortem"]
+
+
+async def test_a_resolve_slack_cannot_finish_is_said_to_the_presser(
+    make_bot: MakeBot, slack: SlackStub, redis: aioredis.Redis, prefix: str
+) -> None:
+    bot = await make_bot()
+    channel, _ = await declare(bot, slack, 'incident declare "Slack flaky"', "d1")
+    iid = str(await redis.get(f"{prefix}-state:channel:{channel}"))
+    slack.queued["files.getUploadURLExternal"] = [{"ok": False, "error": "service_unavailable"}]
+    await press(
+        bot, slack, "incident_resolve", f"{iid}|", user="UOPS", reply_to="p1", channel=channel
+    )
+    told = await said(slack, "chat.postEphemeral", "resolving did not finish", channel=channel)
+    assert told.body["user"] == "UOPS" and "press Resolve again" in told.body["text"]
+    assert await redis.hget(f"{prefix}-state:incident:{iid}", "status") != "resolved"
+    await press(
+        bot, slack, "incident_resolve", f"{iid}|", user="UOPS", reply_to="p2", channel=channel
+    )
+
+    async def resolved() -> bool:
+        return await redis.hget(f"{prefix}-state:incident:{iid}", "status") == "resolved"
+
+    await wait_until(resolved, within=8.0)

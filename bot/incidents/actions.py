@@ -28,7 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alerts.watcher import SNOOZE_MS, snooze
 from bot.dispatch import Dispatcher
 from bot.errors import QueueOpsError
-from bot.incidents.channels import Incidents
+from bot.incidents.channels import Busy, Incidents
 from bot.incidents.desk import SlackIncidentDesk
 from bot.incidents.messages import TAKE_LEAD, utc, watcher_group_of
 from bot.incidents.reminders import REMIND_SNOOZE, snooze_reminder
@@ -146,7 +146,18 @@ class IncidentActions:
         if not await self._operator(user, channel, "resolving an incident"):
             return
         async with self.dispatcher.tracking():
-            await self.incidents.resolve(iid, by=f"slack:{user}")
+            try:
+                await self.incidents.resolve(iid, by=f"slack:{user}")
+            except Busy:  # another resolve (the alert's, a second press) is at it
+                return
+            except Exception as err:  # Slack or Redis down: said to the presser, not lost
+                log.warning("incident %s: resolving failed: %s", iid, err)
+                await self.client.chat_postEphemeral(
+                    channel=channel,
+                    user=user,
+                    text=f"resolving did not finish ({type(err).__name__}): what was done "
+                    "is kept; press Resolve again",
+                )
 
     async def _watcher_incident(
         self, iid: str, user: str, channel: str, doing: str

@@ -336,14 +336,24 @@ class Incidents:
             await self._page(iid)  # after the status message: the page links to the channel
             if not incident.get("chart_done"):
                 png = await self.chart(incident["queues"]) if self.chart else None
+                charted = "1"
                 if png:
-                    await self.client.files_upload_v2(
-                        channel=channel,
-                        content=png,
-                        filename="queue-depth.png",
-                        title="Queue depth, last hour",
-                    )
-                await self.redis.hset(key, "chart_done", "1")
+                    try:
+                        await self.client.files_upload_v2(
+                            channel=channel,
+                            content=png,
+                            filename="queue-depth.png",
+                            title="Queue depth, last hour",
+                        )
+                    except SlackApiError as err:  # an outage raises: the step is retried
+                        charted = f"refused: {self._refusal(err)}"
+                    except (KeyError, TypeError, ValueError) as err:  # an answer it cannot use
+                        charted = f"refused: {type(err).__name__}"
+                    if charted != "1":  # a picture is not worth holding the incident up for
+                        log.warning(
+                            "incident %s: the depth chart was not uploaded: %s", iid, charted
+                        )
+                await self.redis.hset(key, "chart_done", charted)
 
     @contextlib.asynccontextmanager
     async def _locked(self, iid: str) -> AsyncIterator[None]:
@@ -514,7 +524,11 @@ class Incidents:
                 channel=str(channel), text=refused_line([("Postmortem", error)])
             )
             return
-        mark = Bookmark("postmortem", "Postmortem", str(found["permalink"]), ":memo:")
+        link = found.get("permalink")
+        if not link:  # an answer without one: nothing to point the bookmark at
+            await self.redis.hset(self._key(iid), "bookmark:postmortem", "refused: no permalink")
+            return
+        mark = Bookmark("postmortem", "Postmortem", str(link), ":memo:")
         await self._bookmark(iid, str(channel), [mark], incident)
 
     # -- updates ---------------------------------------------------------------------------
@@ -646,14 +660,34 @@ class Incidents:
                 )
                 await self.redis.hset(key, "postmortem_ts", str(posted["ts"]))
             if not done_file:
-                uploaded = await self.client.files_upload_v2(
-                    channel=channel,
-                    content=found.markdown.encode(),
-                    filename=found.filename,
-                    title=found.title,
-                )
-                file = uploaded.get("file") or {}
-                await self.redis.hset(key, "postmortem_file", str(file.get("id") or "uploaded"))
+                await self.redis.hset(key, "postmortem_file", await self._attach(channel, found))
+
+    async def _attach(self, channel: str, found: Postmortem) -> str:
+        """Attach the Markdown file; what to record: the file's id, or `refused: <why>`.
+        An outage raises (the resolve is retried); a refusal (files:write missing, an
+        answer files_upload_v2 cannot use) is one line in the channel and never keeps
+        the incident from resolving: the message has the postmortem already."""
+        try:
+            uploaded = await self.client.files_upload_v2(
+                channel=channel,
+                content=found.markdown.encode(),
+                filename=found.filename,
+                title=found.title,
+            )
+        except SlackApiError as err:
+            error = self._refusal(err)
+        except (KeyError, TypeError, ValueError) as err:  # the upload's steps answered oddly
+            error = f"an unusable answer ({type(err).__name__})"
+        else:
+            file = uploaded.get("file") or {}
+            return str(file.get("id") or "uploaded")
+        log.warning("postmortem file for %s refused: %s", channel, error)
+        await self.client.chat_postMessage(
+            channel=channel,
+            text=f":warning: Slack refused the postmortem's Markdown file ({error}); "
+            "the message above has it all. The incident resolves as usual.",
+        )
+        return f"refused: {error}"
 
     async def refresh_postmortem(self, iid: str) -> bool:
         """Edit the posted postmortem message in place (a follow-up added after the resolve);
