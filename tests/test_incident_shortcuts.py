@@ -346,3 +346,24 @@ async def test_declare_again_after_slack_failed_half_way_resumes_the_same_incide
     await slash(bot, slack, line, user="UADMIN", reply_to="d")
     await said(slack, "respond:d", "declared a sev2 incident")
     assert len(slack.of("conversations.create")) == 2
+
+
+async def test_two_replicas_given_the_same_declaration_at_once_open_one_incident(
+    make_bot: MakeBot, slack: SlackStub
+) -> None:
+    import asyncio
+
+    one, two = await make_bot(), await make_bot()
+    await shortcut(one, slack, "declare_queue_incident")
+    await slack.wait_for("views.open")
+    view = opened_view(slack)
+    values = declare_values("Checkout emails stuck")
+    first, second = await asyncio.gather(
+        submit(one, view, values), submit(two, view, values, user="UADMIN")
+    )
+    assert first.status == second.status == 200
+    await said(slack, "chat.postEphemeral", "declared a sev2 incident")
+    await said(slack, "chat.postEphemeral", "declared already")
+    assert len(slack.of("conversations.create")) == 1
+    asks = [c for c in slack.of("chat.postMessage") if "declared this incident" in text_of(c.body)]
+    assert len(asks) == 1

@@ -355,3 +355,23 @@ async def test_a_resolve_slack_cannot_finish_is_said_to_the_presser(
         return await redis.hget(f"{prefix}-state:incident:{iid}", "status") == "resolved"
 
     await wait_until(resolved, within=8.0)
+
+
+async def test_a_resolve_press_waits_for_a_lock_held_a_moment(
+    make_bot: MakeBot, slack: SlackStub, redis: aioredis.Redis, prefix: str
+) -> None:
+    """Pressed while a notification is being handled (its lock held): the press waits for
+    the lock and resolves, rather than being dropped."""
+    bot = await make_bot()
+    channel, _ = await declare(bot, slack, 'incident declare "Locked a moment"', "d1")
+    iid = str(await redis.get(f"{prefix}-state:channel:{channel}"))
+    await redis.set(f"{prefix}-state:lock:{iid}", "someone-else", px=400)
+    await press(
+        bot, slack, "incident_resolve", f"{iid}|", user="UOPS", reply_to="p1", channel=channel
+    )
+
+    async def resolved() -> bool:
+        return await redis.hget(f"{prefix}-state:incident:{iid}", "status") == "resolved"
+
+    await wait_until(resolved, within=8.0)
+    assert not [c for c in slack.of("chat.postEphemeral") if "did not finish" in str(c.body)]

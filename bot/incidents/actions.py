@@ -28,7 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.alerts.watcher import SNOOZE_MS, snooze
 from bot.dispatch import Dispatcher
 from bot.errors import QueueOpsError
-from bot.incidents.channels import Busy, Incidents
+from bot.incidents.channels import Busy, Incidents, waiting_out_busy
 from bot.incidents.desk import SlackIncidentDesk
 from bot.incidents.messages import TAKE_LEAD, utc, watcher_group_of
 from bot.incidents.reminders import REMIND_SNOOZE, snooze_reminder
@@ -40,6 +40,8 @@ from commands.incident_desk import IncidentDesk
 from commands.reply import ErrorReply
 
 log = logging.getLogger(__name__)
+
+RESOLVE_BLOCKED: dict[type[Exception], str] = {Busy: "another replica or press holds it"}
 
 
 class IncidentActions:
@@ -146,17 +148,16 @@ class IncidentActions:
         if not await self._operator(user, channel, "resolving an incident"):
             return
         async with self.dispatcher.tracking():
-            try:
-                await self.incidents.resolve(iid, by=f"slack:{user}")
-            except Busy:  # another resolve (the alert's, a second press) is at it
-                return
+            try:  # a notification or another resolve at it: wait for it, then resolve
+                await waiting_out_busy(lambda: self.incidents.resolve(iid, by=f"slack:{user}"))
             except Exception as err:  # Slack or Redis down: said to the presser, not lost
                 log.warning("incident %s: resolving failed: %s", iid, err)
+                why = RESOLVE_BLOCKED.get(type(err), type(err).__name__)
                 await self.client.chat_postEphemeral(
                     channel=channel,
                     user=user,
-                    text=f"resolving did not finish ({type(err).__name__}): what was done "
-                    "is kept; press Resolve again",
+                    text=f"resolving did not finish ({why}): what was done is kept; "
+                    "press Resolve again",
                 )
 
     async def _watcher_incident(

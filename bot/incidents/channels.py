@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
 from slack_sdk.errors import SlackApiError
@@ -101,6 +101,26 @@ class Busy(Exception):
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+BUSY_POLL_S = 0.2
+T = TypeVar("T")
+
+
+async def waiting_out_busy(step: Callable[[], Awaitable[T]], *, within_ms: int = LOCK_MS) -> T:
+    """`step()`, again while it finds the incident's lock taken (Busy), looking every
+    BUSY_POLL_S: a lock is released as soon as its holder is done, usually well before
+    it would expire. After `within_ms` the Busy is raised (a holder that died keeps it
+    until LOCK_MS). For a person's move (a declaration, a Resolve press) that should
+    finish with the one incident, not be dropped."""
+    deadline = time.monotonic() + within_ms / 1000
+    while True:
+        try:
+            return await step()
+        except Busy:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(BUSY_POLL_S)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts.models import AlertEvent
 from bot.errors import NotFound, OperationFailed, Refused
-from bot.incidents.channels import Busy, ExistingChannel, Incidents, now_ms
+from bot.incidents.channels import (
+    Busy,
+    ExistingChannel,
+    Incidents,
+    now_ms,
+    waiting_out_busy,
+)
 from bot.incidents.messages import TAKE_LEAD
 from bot.incidents.paging import PD_SEVERITY
 from bot.slack.blocks import as_dicts, escape
@@ -157,7 +163,7 @@ class SlackIncidentDesk:
         current = await self._open_of_group(event.group_id)
         if current is not None:
             return current
-        iid, _ = await self.incidents.handle(event, channel=channel)
+        iid = await self._handle(event, channel)
         incident = await self.incidents.load(iid)
         where = str(incident["channel_id"])
         # Once per incident, also when a retry after a crash comes here again.
@@ -196,6 +202,18 @@ class SlackIncidentDesk:
             severity=severity,
             already=not first,
         )
+
+    async def _handle(self, event: AlertEvent, channel: ExistingChannel | None) -> str:
+        """Handle the declaration as an alert; when another replica (or a second press of
+        the same dialog) holds the incident's lock, wait for it: both then answer with the
+        one incident, and nobody hears "internal error"."""
+        try:
+            iid, _ = await waiting_out_busy(lambda: self.incidents.handle(event, channel=channel))
+        except Busy:
+            raise OperationFailed(
+                "another replica is opening this incident; run it again shortly"
+            ) from None
+        return iid
 
     async def _open_of_group(self, gid: str) -> DeclaredIncident | None:
         """The group's open incident once its declaration is complete (its channel made
