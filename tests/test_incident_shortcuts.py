@@ -367,3 +367,23 @@ async def test_two_replicas_given_the_same_declaration_at_once_open_one_incident
     assert len(slack.of("conversations.create")) == 1
     asks = [c for c in slack.of("chat.postMessage") if "declared this incident" in text_of(c.body)]
     assert len(asks) == 1
+
+
+async def test_a_message_added_after_the_resolve_reaches_the_posted_postmortem(
+    make_bot: MakeBot, slack: SlackStub, redis: aioredis.Redis, prefix: str
+) -> None:
+    bot = await make_bot()
+    await slash(bot, slack, 'incident declare "Late note"', user="UOPS", reply_to="d1")
+    await said(slack, "respond:d1", "declared a")
+    channel = "C0INC1"
+    iid = str(await redis.get(f"{prefix}-state:channel:{channel}"))
+    await press(
+        bot, slack, "incident_resolve", f"{iid}|", user="UOPS", reply_to="p1", channel=channel
+    )
+    await slack.wait_for("files.completeUploadExternal")
+    ts = await redis.hget(f"{prefix}-state:incident:{iid}", "postmortem_ts")
+    await shortcut(
+        bot, slack, "add_to_incident_timeline", channel=channel, text="root cause: a bad deploy"
+    )
+    edited = await said(slack, "chat.update", "root cause: a bad deploy", channel=channel)
+    assert edited.body["ts"] == ts
