@@ -217,7 +217,8 @@ class Digest:
         return True
 
     async def compose(self, day: date, now: datetime) -> tuple[str, list[Block]]:
-        from bot.slack.home import Overview, open_incidents, read_incidents, read_queues, unreadable
+        from bot.incidents.listing import open_incidents, read_incidents
+        from bot.slack.home import Overview, read_queues, unreadable
 
         incidents = self.incidents
         now_ms = _ms(now)

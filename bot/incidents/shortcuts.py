@@ -38,6 +38,7 @@ from bot.dispatch import Dispatcher
 from bot.errors import QueueOpsError
 from bot.incidents.channels import Incidents
 from bot.incidents.desk import SlackIncidentDesk, SourceMessage
+from bot.incidents.listing import open_incidents
 from bot.roles import Role
 from bot.slack.roles import RoleResolver
 from commands.incident import SEVERITY_CHOICES, DeclareRequest
@@ -343,16 +344,10 @@ class IncidentShortcuts:
 
     async def _open_incidents(self) -> list[tuple[str, str]]:
         """(id, "[sev] title") of open incidents, newest first, at most PICKABLE."""
-        ids = [str(i) for i in await self.incidents.redis.zrange(self.incidents.open_key, 0, -1)]
-        found = []
-        for iid in ids[-PICKABLE:][::-1]:
-            if await self.incidents.exists(iid):
-                incident = await self.incidents.load(iid)
-                if incident.get("status") != "resolved":
-                    found.append(
-                        (iid, f"[{incident.get('severity') or 'sev2'}] {incident['title']}")
-                    )
-        return found
+        found, _ = await open_incidents(self.incidents)
+        return [
+            (i["id"], f"[{i.get('severity') or 'sev2'}] {i['title']}") for i in found[:PICKABLE]
+        ]
 
     async def _add(self, iid: str, source: SourceMessage, user: str, role: Role) -> None:
         """Into the timeline at the message's own time; a resolved incident's posted
