@@ -387,3 +387,26 @@ async def test_a_message_added_after_the_resolve_reaches_the_posted_postmortem(
     )
     edited = await said(slack, "chat.update", "root cause: a bad deploy", channel=channel)
     assert edited.body["ts"] == ts
+
+
+async def test_convert_again_after_slack_failed_half_way_resumes_it(
+    make_bot: MakeBot, slack: SlackStub, redis: aioredis.Redis, prefix: str
+) -> None:
+    """The status message refused (Slack down a moment) after the channel was recorded as
+    the incident's: converting again finishes that conversion, not "already"."""
+    slack.responses["conversations.info"] = {
+        "ok": True,
+        "channel": {"id": "C0OPS", "name": "ops-war-room", "is_member": True},
+    }
+    slack.queued["chat.postMessage"] = [{"ok": False, "error": "service_unavailable"}]
+    bot = await make_bot()
+    await slash(bot, slack, "incident convert", user="UOPS", channel="C0OPS", reply_to="a")
+    await said(slack, "respond:a", "Slack refused")
+    await slash(bot, slack, "incident convert", user="UOPS", channel="C0OPS", reply_to="b")
+    await said(slack, "respond:b", "this channel is now the sev2 incident's")
+    await said(slack, "chat.postMessage", "#ops-war-room is firing", channel="C0OPS")
+    await said(
+        slack, "chat.postMessage", "converted this channel into an incident", channel="C0OPS"
+    )
+    await slash(bot, slack, "incident convert", user="UOPS", channel="C0OPS", reply_to="c")
+    await said(slack, "respond:c", "this channel runs incident")

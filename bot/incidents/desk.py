@@ -215,22 +215,28 @@ class SlackIncidentDesk:
             ) from None
         return iid
 
-    async def _open_of_group(self, gid: str) -> DeclaredIncident | None:
-        """The group's open incident once its declaration is complete (its channel made
-        and the declarer asked to lead), as `already`; None to (re)declare."""
-        iid = await self.incidents.redis.get(f"{self.incidents.state_prefix}:group:{gid}")
-        if not iid or not await self.incidents.exists(str(iid)):
+    async def _still_open(self, iid: str | None) -> tuple[dict[str, Any], DeclaredIncident] | None:
+        """The incident `iid` while it is open, and what a declaration answers with it
+        (`already`); None when there is none or it is resolved."""
+        if not iid or not await self.incidents.exists(iid):
             return None
-        incident = await self.incidents.load(str(iid))
-        if incident.get("status") == "resolved" or not incident.get("declared_by"):
+        incident = await self.incidents.load(iid)
+        if incident.get("status") == "resolved":
             return None
-        return DeclaredIncident(
-            incident_id=str(iid),
+        return incident, DeclaredIncident(
+            incident_id=iid,
             channel=str(incident.get("channel_id", "")),
             channel_name=str(incident.get("channel_name", "")),
             severity=incident.get("severity") or "sev2",
             already=True,
         )
+
+    async def _open_of_group(self, gid: str) -> DeclaredIncident | None:
+        """The group's open incident once its declaration is complete (its channel made
+        and the declarer asked to lead), as `already`; None to (re)declare."""
+        iid = await self.incidents.redis.get(f"{self.incidents.state_prefix}:group:{gid}")
+        found = await self._still_open(str(iid) if iid else None)
+        return found[1] if found is not None and found[0].get("declared_by") else None
 
     async def _invite_declarer(self, channel: str, actor: str) -> None:
         """Whoever declared is in the new channel at once (they will be asked to lead)."""
@@ -251,11 +257,16 @@ class SlackIncidentDesk:
         `converted:<channel>`, so converting twice is one incident."""
         if not channel or channel[0] not in "CG":
             raise Refused("run this in a channel: a direct message cannot be an incident channel")
-        current = await self._open_of_group(
-            AlertEvent.group_id_of(f"converted:{channel}")
-        ) or await self._open_here(channel)
+        gid = AlertEvent.group_id_of(f"converted:{channel}")
+        current = await self._open_of_group(gid)
         if current is not None:
             return current
+        # The channel runs an incident already (an alert's, a declared one): that one. Not
+        # this very conversion left half-done by a failure (its incident ids start with the
+        # group's): converting again resumes it.
+        here = await self._still_open(await self.incidents.incident_of_channel(channel))
+        if here is not None and not str(here[0]["id"]).startswith(f"{gid}-"):
+            return here[1]
         try:
             info = (await self.client.conversations_info(channel=channel)).get("channel") or {}
             if not info.get("is_member", True):
@@ -280,22 +291,6 @@ class SlackIncidentDesk:
             actor,
             group_key=f"converted:{channel}",
             channel=ExistingChannel(id=channel, name=name),
-        )
-
-    async def _open_here(self, channel: str) -> DeclaredIncident | None:
-        """The open incident this channel already runs (an alert's or a declared one)."""
-        iid = await self.incidents.incident_of_channel(channel)
-        if iid is None or not await self.incidents.exists(iid):
-            return None
-        incident = await self.incidents.load(iid)
-        if incident.get("status") == "resolved":
-            return None
-        return DeclaredIncident(
-            incident_id=iid,
-            channel=channel,
-            channel_name=str(incident.get("channel_name", "")),
-            severity=incident.get("severity") or "sev2",
-            already=True,
         )
 
     async def declare_from_message(
