@@ -159,6 +159,19 @@ _DROPPED_KEYS = ",".join(
 )
 
 
+def replay_keys(src: QueueRef, dlq: QueueRef) -> list[str]:
+    """The KEYS replay.lua and replay_one.lua take, in the order their shared
+    lua/includes/replay_job.lua reads them."""
+    return [
+        dlq.key("failed"),
+        dlq.key("meta"),
+        dlq.key("events"),
+        *(src.key(s) for s in ("wait", "paused", "meta", "active", "prioritized", "marker")),
+        src.key("pc"),
+        src.key("events"),
+    ]
+
+
 def _left(queue: QueueRef, dlq: str, job_id: str, name: str, outcome: str) -> ReplayedJob:
     if outcome == "taken-same":
         problem = (
@@ -196,14 +209,7 @@ async def dlq_replay(
         raise Refused(f"'{queue.shown}' is paused; resume it first, replayed jobs would not run")
     await checkpoint("checked")
     src, dlq = queue, store.dlq(queue)
-    keys = [
-        dlq.key("failed"),
-        dlq.key("meta"),
-        dlq.key("events"),
-        *(src.key(s) for s in ("wait", "paused", "meta", "active", "prioritized", "marker")),
-        src.key("pc"),
-        src.key("events"),
-    ]
+    keys = replay_keys(src, dlq)
     sizer = CallSizer(initial=REPLAY_BATCH, low=10, high=REPLAY_BATCH_MAX, fixed=batch_size)
     done: list[ReplayedJob] = []
     left: dict[str, ReplayedJob] = {}
@@ -428,14 +434,7 @@ async def replay_one(
         before = str(raw if raw is not None else "{}")
         new, changes = await asyncio.to_thread(edited_data, before, edit, job_id)
     await checkpoint("read")
-    keys = [
-        dlq.key("failed"),
-        dlq.key("meta"),
-        dlq.key("events"),
-        *(src.key(s) for s in ("wait", "paused", "meta", "active", "prioritized", "marker")),
-        src.key("pc"),
-        src.key("events"),
-    ]
+    keys = replay_keys(src, dlq)
     now = int(time.time() * 1000)
     flag = "0" if edit.empty else "1"
     args: list[str | int] = [src.base, dlq.base, now, job_id, before, _DROPPED_KEYS, new, flag]
