@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 SENTINEL = "queueops-bench-sentinel"
 
@@ -81,3 +83,22 @@ async def count_commands(url: str, *, address: str | None = None) -> AsyncIterat
             (tally.in_scripts if " lua" in head else tally.client)[name] += 1
         proc.terminate()
         await proc.wait()
+
+
+@contextmanager
+def counting_commands() -> Iterator[Counter[str]]:
+    """Count, by name, the commands this process's redis-py asyncio connections encode
+    (pipelines included): no MONITOR needed where only our own client is counted."""
+    counts: Counter[str] = Counter()
+    pack = AbstractConnection.pack_command
+
+    def counted(self: AbstractConnection, *args: Any) -> Any:
+        name = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
+        counts[name.split(" ")[0].upper()] += 1
+        return pack(self, *args)
+
+    AbstractConnection.pack_command = counted  # type: ignore[method-assign]
+    try:
+        yield counts
+    finally:
+        AbstractConnection.pack_command = pack  # type: ignore[method-assign]

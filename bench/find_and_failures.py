@@ -34,17 +34,18 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import redis
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from command_counter import counting_commands  # noqa: E402
 
 from bot.embedded_redis import embedded_redis  # noqa: E402
 from bot.patterns import compile_user_pattern  # noqa: E402
@@ -172,24 +173,6 @@ class Slowlog:
             "slowestCall": _text(slowest["command"])[:60] if slowest else None,
             "callsOver10ms": sum(1 for e in calls if int(e["duration"]) > 10_000),
         }
-
-
-@contextmanager
-def counting_commands() -> Iterator[Counter[str]]:
-    """Count the commands redis-py's asyncio connections encode (pipelines included)."""
-    counts: Counter[str] = Counter()
-    pack = AbstractConnection.pack_command
-
-    def counted(self: AbstractConnection, *args: Any) -> Any:
-        name = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
-        counts[name.split(" ")[0].upper()] += 1
-        return pack(self, *args)
-
-    AbstractConnection.pack_command = counted  # type: ignore[method-assign]
-    try:
-        yield counts
-    finally:
-        AbstractConnection.pack_command = pack  # type: ignore[method-assign]
 
 
 async def measure(slowlog: Slowlog, run: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
