@@ -6,7 +6,6 @@ Built with slack_sdk's block models; the snapshot part is the snapshot command's
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.alerts.models import AlertEvent
 from bot.incidents.paging import severity_of_labels
 from bot.slack.blocks import escape, render_blocks
 from bot.text import plural
@@ -86,7 +86,7 @@ def watcher_group_of(incident: dict[str, Any]) -> str | None:
     carry `rule` and `queue` labels does not get the watcher's buttons."""
     labels = incident.get("labels") or {}
     key = f"{WATCHER_GROUP}{labels.get('rule', '')}:{labels.get('queue', '')}"
-    gid = hashlib.sha256(key.encode()).hexdigest()[:20]
+    gid = AlertEvent.group_id_of(key)
     return key if str(incident.get("id", "")).startswith(f"{gid}-") else None
 
 
