@@ -410,3 +410,11 @@ async def test_convert_again_after_slack_failed_half_way_resumes_it(
     )
     await slash(bot, slack, "incident convert", user="UOPS", channel="C0OPS", reply_to="c")
     await said(slack, "respond:c", "this channel runs incident")
+
+
+def test_dialog_metadata_that_is_not_ours_is_an_empty_message() -> None:
+    from bot.incidents.shortcuts import source_from_metadata
+
+    for raw in ("", "{nope", "[1, 2]", '"text"', "null"):
+        source, _ = source_from_metadata(raw)
+        assert source.text == "" and source.channel == "" and source.permalink is None

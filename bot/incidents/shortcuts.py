@@ -92,7 +92,14 @@ def metadata_of(source: SourceMessage, **more: str) -> str:
 
 
 def source_from_metadata(raw: str) -> tuple[SourceMessage, dict[str, Any]]:
-    data: dict[str, Any] = json.loads(raw or "{}")
+    """The message a dialog carried; an empty one when the metadata is not ours (a view
+    opened elsewhere with this callback id): the declaration goes on without a quote."""
+    try:
+        data: Any = json.loads(raw or "{}")
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
     return (
         SourceMessage(
             channel=str(data.get("channel") or ""),
