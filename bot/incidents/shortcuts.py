@@ -357,14 +357,15 @@ class IncidentShortcuts:
         ]
 
     async def _add(self, iid: str, source: SourceMessage, user: str, role: Role) -> None:
-        """Into the timeline at the message's own time; a resolved incident's posted
-        postmortem is edited to show it (postmortems are written after the resolve)."""
+        """Into the timeline at the message's own time; once the postmortem is posted
+        (postmortems are written after the resolve) its message is edited to show it.
+        Not keyed on the resolved status: the resolve posts the postmortem first and marks
+        the incident resolved after, and a message added between the two counts too."""
         await self.incidents.add_to_timeline(
             iid, timeline_text(source, f"slack:{user}"), ts_ms(source.ts)
         )
         await self._audit(user, role, source.channel, f"add to incident timeline {iid}", "ok")
-        if (await self.incidents.load(iid)).get("status") == "resolved":
-            await self.incidents.refresh_postmortem(iid)
+        await self.incidents.refresh_postmortem(iid)  # nothing when not posted yet
 
     async def on_timeline_submit(self, ack: Any, body: dict[str, Any]) -> None:
         user = body["user"]["id"]
